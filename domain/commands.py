@@ -1,0 +1,336 @@
+"""Version-neutral commands. Each translator maps its protocol's messages to these.
+
+A command checks, then triggers events on aggregates held by a unit of work; it never saves.
+`received_at` is when the CSMS received the message; station times are kept beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from domain.ids import transaction_start_uuid, transaction_uuid
+from domain.station import ChargingStation, ConnectorState
+from domain.transaction import Transaction, TransactionStart
+from domain.unit_of_work import UnitOfWork
+
+R_co = TypeVar("R_co", covariant=True)
+
+ACCEPTED = "Accepted"
+
+
+class Command(Protocol[R_co]):
+    station_id: str
+
+    def execute(self, uow: UnitOfWork) -> R_co: ...
+
+
+@dataclass(frozen=True)
+class ConnectStation:
+    station_id: str
+    connection_id: str
+    protocol: str
+    node: str
+    remote_address: str | None
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> None:
+        uow.station(self.station_id).connect(
+            self.connection_id, self.protocol, self.node, self.remote_address, self.received_at
+        )
+
+
+@dataclass(frozen=True)
+class DisconnectStation:
+    station_id: str
+    connection_id: str
+    reason: str
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> None:
+        uow.station(self.station_id).disconnect(self.connection_id, self.reason, self.received_at)
+
+
+@dataclass(frozen=True)
+class BootResult:
+    registration_status: str
+    heartbeat_interval: int
+
+
+@dataclass(frozen=True)
+class RecordBoot:
+    station_id: str
+    vendor: str
+    model: str
+    serial_number: str | None
+    firmware_version: str | None
+    reason: str | None
+    details: dict[str, Any]
+    heartbeat_interval: int
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> BootResult:
+        uow.station(self.station_id).trigger_event(
+            ChargingStation.Booted,
+            vendor=self.vendor,
+            model=self.model,
+            serial_number=self.serial_number,
+            firmware_version=self.firmware_version,
+            reason=self.reason,
+            details=self.details,
+            registration_status=ACCEPTED,
+            heartbeat_interval=self.heartbeat_interval,
+            timestamp=self.received_at,
+        )
+        return BootResult(ACCEPTED, self.heartbeat_interval)
+
+
+@dataclass(frozen=True)
+class ChangeConnectorStatus:
+    station_id: str
+    evse_id: int
+    connector_id: int
+    status: str
+    error_code: str | None
+    info: str | None
+    vendor_error_code: str | None
+    station_time: datetime | None
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> None:
+        state = ConnectorState(
+            self.status, self.error_code, self.info, self.vendor_error_code, self.station_time
+        )
+        uow.station(self.station_id).change_connector_status(
+            self.evse_id, self.connector_id, state, self.received_at
+        )
+
+
+@dataclass(frozen=True)
+class AuthorizeIdToken:
+    """Every token is accepted until token management exists; the decision is recorded."""
+
+    station_id: str
+    id_token: str
+    token_type: str | None
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> str:
+        uow.station(self.station_id).trigger_event(
+            ChargingStation.AuthorizationDecided,
+            id_token=self.id_token,
+            token_type=self.token_type,
+            status=ACCEPTED,
+            timestamp=self.received_at,
+        )
+        return ACCEPTED
+
+
+@dataclass(frozen=True)
+class StartResult:
+    transaction_key: str
+    id_token_status: str
+    created: bool
+
+
+@dataclass(frozen=True)
+class StartTransaction:
+    """Starts a transaction under a CSMS-assigned number, recognising a resent request.
+
+    `fingerprint` identifies the request's content: the same request sent again after a lost
+    answer yields the same transaction.
+    """
+
+    station_id: str
+    fingerprint: str
+    evse_id: int
+    connector_id: int
+    id_token: str | None
+    meter_start_wh: int | None
+    started_at: datetime
+    reservation_id: int | None
+    readings: list[dict[str, Any]]
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> StartResult:
+        start_id = transaction_start_uuid(self.station_id, self.fingerprint)
+        earlier = uow.get(TransactionStart, start_id)
+        if earlier is not None:
+            return StartResult(earlier.transaction_key, ACCEPTED, created=False)
+        key = str(uow.allocate_number())
+        transaction = Transaction(
+            station_id=self.station_id,
+            transaction_key=key,
+            evse_id=self.evse_id,
+            connector_id=self.connector_id,
+            id_token=self.id_token,
+            meter_start_wh=self.meter_start_wh,
+            started_at=self.started_at,
+            reservation_id=self.reservation_id,
+        )
+        if self.readings:
+            transaction.add_meter_values(self.readings, self.received_at)
+        uow.add(transaction)
+        uow.add(TransactionStart(self.station_id, self.fingerprint, key))
+        uow.station(self.station_id)  # a transaction implies its station exists
+        return StartResult(key, ACCEPTED, created=True)
+
+
+def _report_unknown_transaction(
+    uow: UnitOfWork, station_id: str, key: str, message: str, data: dict[str, Any], at: datetime
+) -> None:
+    uow.station(station_id).trigger_event(
+        ChargingStation.UnknownTransactionReported,
+        transaction_key=key,
+        message=message,
+        data=data,
+        timestamp=at,
+    )
+
+
+@dataclass(frozen=True)
+class RecordMeterValues:
+    """Readings for a transaction, or for the station when no transaction is named."""
+
+    station_id: str
+    evse_id: int
+    connector_id: int | None
+    transaction_key: str | None
+    readings: list[dict[str, Any]]
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> bool:
+        """True if the readings were attached to a known transaction."""
+        if self.transaction_key is None:
+            uow.station(self.station_id).trigger_event(
+                ChargingStation.MeterValuesReported,
+                evse_id=self.evse_id,
+                connector_id=self.connector_id,
+                readings=self.readings,
+                timestamp=self.received_at,
+            )
+            return False
+        transaction = uow.get(
+            Transaction, transaction_uuid(self.station_id, self.transaction_key)
+        )
+        if transaction is None:
+            data = {"evse_id": self.evse_id, "readings": self.readings}
+            _report_unknown_transaction(
+                uow, self.station_id, self.transaction_key, "MeterValues", data, self.received_at
+            )
+            return False
+        transaction.add_meter_values(self.readings, self.received_at)
+        return True
+
+
+@dataclass(frozen=True)
+class StopTransaction:
+    station_id: str
+    transaction_key: str
+    stopped_at: datetime
+    meter_stop_wh: int | None
+    reason: str | None
+    id_token: str | None
+    readings: list[dict[str, Any]] = field(default_factory=list)
+    received_at: datetime | None = None
+
+    def execute(self, uow: UnitOfWork) -> bool:
+        """True if a known transaction was stopped now or before (a retry changes nothing)."""
+        at = self.received_at or self.stopped_at
+        transaction = uow.get(
+            Transaction, transaction_uuid(self.station_id, self.transaction_key)
+        )
+        if transaction is None:
+            data = {
+                "stopped_at": self.stopped_at,
+                "meter_stop_wh": self.meter_stop_wh,
+                "reason": self.reason,
+                "id_token": self.id_token,
+                "readings": self.readings,
+            }
+            _report_unknown_transaction(
+                uow, self.station_id, self.transaction_key, "StopTransaction", data, at
+            )
+            return False
+        if self.readings:
+            transaction.add_meter_values(self.readings, at)
+        transaction.stop(self.stopped_at, self.meter_stop_wh, self.reason, self.id_token, at)
+        return True
+
+
+@dataclass(frozen=True)
+class RecordFirmwareStatus:
+    station_id: str
+    status: str
+    request_id: int | None
+    signed: bool
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> None:
+        uow.station(self.station_id).trigger_event(
+            ChargingStation.FirmwareStatusReported,
+            status=self.status,
+            request_id=self.request_id,
+            signed=self.signed,
+            timestamp=self.received_at,
+        )
+
+
+@dataclass(frozen=True)
+class RecordLogUploadStatus:
+    station_id: str
+    status: str
+    request_id: int | None
+    log_kind: str
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> None:
+        uow.station(self.station_id).trigger_event(
+            ChargingStation.LogUploadStatusReported,
+            status=self.status,
+            request_id=self.request_id,
+            log_kind=self.log_kind,
+            timestamp=self.received_at,
+        )
+
+
+@dataclass(frozen=True)
+class RecordSecurityEvent:
+    station_id: str
+    event_type: str
+    tech_info: str | None
+    station_time: datetime | None
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> None:
+        uow.station(self.station_id).trigger_event(
+            ChargingStation.SecurityEventReported,
+            event_type=self.event_type,
+            tech_info=self.tech_info,
+            station_time=self.station_time,
+            timestamp=self.received_at,
+        )
+
+
+@dataclass(frozen=True)
+class ReceiveDataTransfer:
+    """No vendor extension is known yet: the honest answer is UnknownVendorId, recorded."""
+
+    station_id: str
+    vendor_id: str
+    message_id: str | None
+    data: str | None
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> str:
+        answer = "UnknownVendorId"
+        uow.station(self.station_id).trigger_event(
+            ChargingStation.DataTransferReceived,
+            vendor_id=self.vendor_id,
+            message_id=self.message_id,
+            data=self.data,
+            answer=answer,
+            timestamp=self.received_at,
+        )
+        return answer

@@ -1,0 +1,17 @@
+"""Deterministic aggregate ids: a retried message lands on the same aggregate."""
+
+from uuid import UUID, uuid5
+
+NAMESPACE = UUID("5b0f7a52-7d0c-4c55-9d7e-2f1e0c3a9b11")
+
+
+def station_uuid(station_id: str) -> UUID:
+    return uuid5(NAMESPACE, f"station:{station_id}")
+
+
+def transaction_uuid(station_id: str, transaction_key: str) -> UUID:
+    return uuid5(NAMESPACE, f"transaction:{station_id}:{transaction_key}")
+
+
+def transaction_start_uuid(station_id: str, fingerprint: str) -> UUID:
+    return uuid5(NAMESPACE, f"transaction-start:{station_id}:{fingerprint}")

@@ -1,0 +1,65 @@
+"""Meter readings as the station sent them, and the energy they imply.
+
+Readings are kept as plain records (dicts) inside events so that stored history never depends on
+these classes; the raw value text, unit and any signed data are kept verbatim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+ENERGY_IMPORT_REGISTER = "Energy.Active.Import.Register"
+_WH_PER_UNIT = {"wh": Decimal(1), "kwh": Decimal(1000)}
+
+
+@dataclass(frozen=True)
+class SampledValue:
+    value: str
+    measurand: str = ENERGY_IMPORT_REGISTER
+    unit: str | None = None
+    phase: str | None = None
+    location: str | None = None
+    context: str | None = None
+    signed_data: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class MeterReading:
+    timestamp: datetime
+    values: tuple[SampledValue, ...]
+
+    def to_record(self) -> dict[str, Any]:
+        return {"timestamp": self.timestamp, "values": [v.to_record() for v in self.values]}
+
+
+def energy_register_wh(record: Mapping[str, Any]) -> Decimal | None:
+    """The total imported energy in Wh of one sampled-value record, if it is that register."""
+    if record.get("measurand", ENERGY_IMPORT_REGISTER) != ENERGY_IMPORT_REGISTER:
+        return None
+    if record.get("phase"):
+        return None  # a per-phase register is not the total
+    factor = _WH_PER_UNIT.get(str(record.get("unit") or "Wh").lower())
+    if factor is None:
+        return None
+    try:
+        return Decimal(str(record["value"])) * factor
+    except (InvalidOperation, KeyError):
+        return None
+
+
+def last_energy_register_wh(readings: Iterable[Mapping[str, Any]]) -> Decimal | None:
+    """The energy register of the latest reading (by its timestamp) that carries one."""
+    latest: tuple[datetime, Decimal] | None = None
+    for reading in readings:
+        for record in reading.get("values", ()):
+            wh = energy_register_wh(record)
+            if wh is not None and (latest is None or reading["timestamp"] >= latest[0]):
+                latest = (reading["timestamp"], wh)
+    return latest[1] if latest else None

@@ -1,0 +1,77 @@
+"""The application service: runs batches of commands and stores their events in one commit."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError
+
+from domain.commands import Command
+from domain.unit_of_work import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class CSMS(Application[UUID]):
+    """The event-sourced core. Its events live in the `csms_events` table."""
+
+    name = "CSMS"
+
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        allocate_number: Callable[[], int] | None = None,
+    ) -> None:
+        super().__init__(env)
+        self._allocate_number = allocate_number or itertools.count(1).__next__
+
+    def unit_of_work(self) -> UnitOfWork:
+        return UnitOfWork(self.repository, self._allocate_number)
+
+    def execute(self, command: Command[Any]) -> Any:
+        """Runs one command and commits its events; raises what the command raised."""
+        outcome = self.execute_batch([command])[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def execute_batch(self, commands: Sequence[Command[Any]]) -> list[Any]:
+        """Runs commands in order against one unit of work and commits all their events at once.
+
+        Returns one outcome per command: its result, or the exception it raised. If the batch
+        cannot be committed (another process wrote one of its aggregates, or one command failed),
+        each command is run and committed on its own, so one bad command spoils no other.
+        """
+        uow = self.unit_of_work()
+        try:
+            results = [command.execute(uow) for command in commands]
+            self.save(*uow.changed())
+        except Exception as error:
+            if len(commands) > 1 or isinstance(error, IntegrityError):
+                log.info("batch of %d not committed (%r); committing one by one", len(commands), error)
+                return [self._execute_alone(command) for command in commands]
+            return [error]
+        return results
+
+    def _execute_alone(self, command: Command[Any]) -> Any:
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            uow = self.unit_of_work()
+            try:
+                result = command.execute(uow)
+                self.save(*uow.changed())
+            except IntegrityError as conflict:
+                # Another writer got there first: reload and decide again.
+                log.info("conflict on attempt %d for %r: %s", attempt, command, conflict)
+                continue
+            except Exception as error:
+                log.exception("command failed: %r", command)
+                return error
+            return result
+        return IntegrityError(f"gave up after {MAX_ATTEMPTS} conflicting attempts: {command!r}")

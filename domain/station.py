@@ -1,0 +1,182 @@
+"""The charging station aggregate: identity, boot facts, connection facts, connector states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.ids import station_uuid
+
+
+@dataclass
+class ConnectorState:
+    status: str
+    error_code: str | None
+    info: str | None
+    vendor_error_code: str | None
+    reported_at: datetime | None
+
+
+class ChargingStation(Aggregate):
+    """One charging station. EVSE 0 stands for the station as a whole."""
+
+    class Registered(Aggregate.Created):
+        station_id: str
+
+    class Connected(Aggregate.Event):
+        connection_id: str
+        protocol: str
+        node: str
+        remote_address: str | None
+
+        def apply(self, station: ChargingStation) -> None:
+            station.connection_id = self.connection_id
+            station.protocol = self.protocol
+            station.connected = True
+
+    class Disconnected(Aggregate.Event):
+        connection_id: str
+        reason: str
+
+        def apply(self, station: ChargingStation) -> None:
+            station.connected = False
+
+    class Booted(Aggregate.Event):
+        vendor: str
+        model: str
+        serial_number: str | None
+        firmware_version: str | None
+        reason: str | None
+        details: dict[str, Any]
+        registration_status: str
+        heartbeat_interval: int
+
+        def apply(self, station: ChargingStation) -> None:
+            station.vendor = self.vendor
+            station.model = self.model
+            station.serial_number = self.serial_number
+            station.firmware_version = self.firmware_version
+            station.registration_status = self.registration_status
+
+    class ConnectorStatusChanged(Aggregate.Event):
+        evse_id: int
+        connector_id: int
+        status: str
+        error_code: str | None
+        info: str | None
+        vendor_error_code: str | None
+        station_time: datetime | None
+
+        def apply(self, station: ChargingStation) -> None:
+            station.connectors[(self.evse_id, self.connector_id)] = ConnectorState(
+                self.status, self.error_code, self.info, self.vendor_error_code, self.station_time
+            )
+
+    class AuthorizationDecided(Aggregate.Event):
+        id_token: str
+        token_type: str | None
+        status: str
+
+    class MeterValuesReported(Aggregate.Event):
+        """Readings outside any transaction (a station's main meter, an idle connector)."""
+
+        evse_id: int
+        connector_id: int | None
+        readings: list[dict[str, Any]]
+
+    class UnknownTransactionReported(Aggregate.Event):
+        """The station spoke of a transaction we never saw start; kept so nothing is lost."""
+
+        transaction_key: str
+        message: str
+        data: dict[str, Any]
+
+    class FirmwareStatusReported(Aggregate.Event):
+        status: str
+        request_id: int | None
+        signed: bool
+
+        def apply(self, station: ChargingStation) -> None:
+            station.firmware_status = self.status
+
+    class LogUploadStatusReported(Aggregate.Event):
+        status: str
+        request_id: int | None
+        log_kind: str
+
+        def apply(self, station: ChargingStation) -> None:
+            station.log_upload_status = self.status
+
+    class SecurityEventReported(Aggregate.Event):
+        event_type: str
+        tech_info: str | None
+        station_time: datetime | None
+
+    class DataTransferReceived(Aggregate.Event):
+        vendor_id: str
+        message_id: str | None
+        data: str | None
+        answer: str
+
+    @event(Registered)
+    def __init__(self, station_id: str) -> None:
+        self.station_id = station_id
+        self.connected = False
+        self.connection_id: str | None = None
+        self.protocol: str | None = None
+        self.vendor: str | None = None
+        self.model: str | None = None
+        self.serial_number: str | None = None
+        self.firmware_version: str | None = None
+        self.registration_status: str | None = None
+        self.firmware_status: str | None = None
+        self.log_upload_status: str | None = None
+        self.connectors: dict[tuple[int, int], ConnectorState] = {}
+
+    @staticmethod
+    def create_id(station_id: str) -> UUID:
+        return station_uuid(station_id)
+
+    def connect(
+        self, connection_id: str, protocol: str, node: str, remote: str | None, at: datetime
+    ) -> None:
+        self.trigger_event(
+            self.Connected,
+            connection_id=connection_id,
+            protocol=protocol,
+            node=node,
+            remote_address=remote,
+            timestamp=at,
+        )
+
+    def disconnect(self, connection_id: str, reason: str, at: datetime) -> None:
+        # A connection that was replaced by a newer one says nothing about the station now.
+        if self.connected and connection_id == self.connection_id:
+            self.trigger_event(
+                self.Disconnected, connection_id=connection_id, reason=reason, timestamp=at
+            )
+
+    def change_connector_status(
+        self,
+        evse_id: int,
+        connector_id: int,
+        state: ConnectorState,
+        at: datetime,
+    ) -> None:
+        if self.connectors.get((evse_id, connector_id)) == state:
+            return  # the same report again: a retry
+        self.trigger_event(
+            self.ConnectorStatusChanged,
+            evse_id=evse_id,
+            connector_id=connector_id,
+            status=state.status,
+            error_code=state.error_code,
+            info=state.info,
+            vendor_error_code=state.vendor_error_code,
+            station_time=state.reported_at,
+            timestamp=at,
+        )
