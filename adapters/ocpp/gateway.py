@@ -1,0 +1,188 @@
+"""The OCPP-J WebSocket gateway: one endpoint for every station, `ws://host:port/<station-id>`.
+
+Each connection reads frames as they come; CALLs are answered in order by the translator of the
+negotiated protocol, each answer sent only after the events it caused are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from adapters.ocpp import rpc
+from adapters.ocpp.rpc import Call, Fault, RpcError
+from adapters.ocpp.times import now
+from adapters.ocpp.translator import Inbound, Submit, Translator
+from domain import commands as cmd
+
+log = logging.getLogger(__name__)
+
+# OCPP: the identity is at most 48 printable characters; ':' would break basic auth.
+IDENTITY = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,48}$")
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_REPLACED = 4000
+
+
+def station_identity(path: str) -> str | None:
+    """The last path segment, percent-decoded, if it is a valid station identity."""
+    segment = unquote(path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
+    return segment if IDENTITY.match(segment) else None
+
+
+@dataclass
+class StationConnection:
+    station_id: str
+    connection_id: str
+    websocket: ServerConnection
+    translator: Translator
+    calls: asyncio.Queue[Call | None] = field(default_factory=asyncio.Queue)
+
+
+class OcppGateway:
+    def __init__(
+        self,
+        translators: Sequence[Translator],
+        submit: Submit,
+        node: str,
+        max_frame_bytes: int = 1 << 20,
+    ) -> None:
+        # Newest first: when a station offers several protocols, the newest we speak wins.
+        self._translators = {t.subprotocol: t for t in translators}
+        self._submit = submit
+        self._node = node
+        self._max_frame_bytes = max_frame_bytes
+        self.connections: dict[str, StationConnection] = {}
+
+    async def start(self, host: str, port: int) -> Server:
+        return await serve(
+            self._serve_connection,
+            host,
+            port,
+            subprotocols=list(self._translators),  # type: ignore[arg-type]
+            select_subprotocol=self._select_subprotocol,
+            process_request=self._check_path,
+            max_size=self._max_frame_bytes,
+            compression=None,  # per-message deflate costs ~40 KiB per idle connection
+            ping_interval=60,
+            ping_timeout=60,
+        )
+
+    def _select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[str]
+    ) -> str | None:
+        for subprotocol in self._translators:
+            if subprotocol in offered:
+                return subprotocol
+        return None  # handshake completes without one; the connection is then closed
+
+    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
+        if station_identity(request.path) is None:
+            log.warning("refused connection to %r: not a valid station identity", request.path)
+            body = b"The URL must end with a station identity of 1-48 printable characters.\n"
+            headers = Headers([("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+            return Response(HTTPStatus.NOT_FOUND, "Not Found", headers, body)
+        return None
+
+    async def _serve_connection(self, websocket: ServerConnection) -> None:
+        station_id = station_identity(websocket.request.path if websocket.request else "")
+        assert station_id is not None  # checked during the handshake
+        translator = self._translators.get(websocket.subprotocol or "")
+        if translator is None:
+            log.warning("%s: no supported OCPP subprotocol offered; closing", station_id)
+            await websocket.close(CLOSE_PROTOCOL_ERROR, "no supported OCPP subprotocol")
+            return
+        connection = StationConnection(station_id, uuid.uuid4().hex, websocket, translator)
+        await self._register(connection)
+        worker = asyncio.create_task(self._answer_calls(connection))
+        reason = "closed"
+        try:
+            await self._read_frames(connection)
+        except ConnectionClosed as closed:
+            reason = f"closed ({closed.rcvd.code if closed.rcvd else 'no close frame'})"
+        finally:
+            connection.calls.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await worker
+            await self._unregister(connection, reason)
+
+    async def _register(self, connection: StationConnection) -> None:
+        previous = self.connections.get(connection.station_id)
+        self.connections[connection.station_id] = connection
+        remote = connection.websocket.remote_address
+        await self._submit(
+            cmd.ConnectStation(
+                station_id=connection.station_id,
+                connection_id=connection.connection_id,
+                protocol=connection.translator.subprotocol,
+                node=self._node,
+                remote_address=f"{remote[0]}:{remote[1]}" if remote else None,
+                received_at=now(),
+            )
+        )
+        log.info("%s: connected over %s", connection.station_id, connection.translator.subprotocol)
+        if previous is not None:
+            log.info("%s: a new connection replaces the previous one", connection.station_id)
+            await previous.websocket.close(CLOSE_REPLACED, "replaced by a new connection")
+
+    async def _unregister(self, connection: StationConnection, reason: str) -> None:
+        if self.connections.get(connection.station_id) is connection:
+            del self.connections[connection.station_id]
+        with contextlib.suppress(Exception):
+            await self._submit(
+                cmd.DisconnectStation(
+                    connection.station_id, connection.connection_id, reason, now()
+                )
+            )
+        log.info("%s: disconnected, %s", connection.station_id, reason)
+
+    async def _read_frames(self, connection: StationConnection) -> None:
+        version = connection.translator.version
+        async for text in connection.websocket:
+            try:
+                frame = rpc.parse_frame(text)
+            except RpcError as error:
+                log.warning("%s: bad frame %.200r: %s", connection.station_id, text, error)
+                await connection.websocket.send(error.frame(version))
+                continue
+            if isinstance(frame, Call):
+                connection.calls.put_nowait(frame)
+            else:
+                log.info("%s: unexpected %s %s", connection.station_id, type(frame).__name__,
+                         frame.message_id)
+
+    async def _answer_calls(self, connection: StationConnection) -> None:
+        while (call := await connection.calls.get()) is not None:
+            reply = await self._answer(connection, call)
+            try:
+                await connection.websocket.send(reply)
+            except ConnectionClosed:
+                return
+
+    async def _answer(self, connection: StationConnection, call: Call) -> str:
+        version = connection.translator.version
+        inbound = Inbound(connection.station_id, call, now())
+        try:
+            payload: dict[str, Any] = await connection.translator.answer(inbound, self._submit)
+        except RpcError as error:
+            log.warning("%s: %s %s refused: %s %s", connection.station_id, call.action,
+                        call.message_id, error.fault.code(version), error.description)
+            return error.frame(version, call.message_id)
+        except Exception:
+            log.exception("%s: %s %s failed", connection.station_id, call.action, call.message_id)
+            return rpc.call_error_frame(
+                call.message_id, Fault.INTERNAL.code(version), "the CSMS could not record this"
+            )
+        return rpc.call_result_frame(call.message_id, payload)

@@ -1,0 +1,145 @@
+"""OCPP-J RPC framing: parse frames, validate payloads, and answer errors as the spec says.
+
+The `ocpp` package supplies the JSON schemas and validators. Its own dispatch is not used: it
+swaps NotImplemented and NotSupported, sends no CALLERROR for a frame it cannot unpack, and
+handles one message at a time per connection.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from jsonschema.exceptions import ValidationError as SchemaError
+from ocpp.messages import get_validator
+
+CALL, CALL_RESULT, CALL_ERROR = 2, 3, 4
+UNKNOWN_MESSAGE_ID = "-1"  # answers a frame whose message id cannot be read
+
+
+class Fault(Enum):
+    """OCPP-J error kinds; their wire names differ between 1.6 and 2.x."""
+
+    NOT_IMPLEMENTED = "NotImplemented"
+    NOT_SUPPORTED = "NotSupported"
+    INTERNAL = "InternalError"
+    PROTOCOL = "ProtocolError"
+    SECURITY = "SecurityError"
+    FORMAT = "FormatViolation"
+    PROPERTY_CONSTRAINT = "PropertyConstraintViolation"
+    OCCURRENCE_CONSTRAINT = "OccurrenceConstraintViolation"
+    TYPE_CONSTRAINT = "TypeConstraintViolation"
+    GENERIC = "GenericError"
+
+    def code(self, version: str) -> str:
+        if version == "1.6":
+            return _V16_NAMES.get(self, self.value)
+        return self.value
+
+
+_V16_NAMES = {
+    Fault.FORMAT: "FormationViolation",
+    Fault.OCCURRENCE_CONSTRAINT: "OccurenceConstraintViolation",
+}
+
+# jsonschema keyword that failed -> the OCPP-J error it means
+_SCHEMA_FAULTS = {
+    "type": Fault.TYPE_CONSTRAINT,
+    "maxLength": Fault.TYPE_CONSTRAINT,
+    "minLength": Fault.TYPE_CONSTRAINT,
+    "format": Fault.TYPE_CONSTRAINT,
+    "pattern": Fault.TYPE_CONSTRAINT,
+    "enum": Fault.PROPERTY_CONSTRAINT,
+    "minimum": Fault.PROPERTY_CONSTRAINT,
+    "maximum": Fault.PROPERTY_CONSTRAINT,
+    "multipleOf": Fault.PROPERTY_CONSTRAINT,
+    "required": Fault.OCCURRENCE_CONSTRAINT,
+    "minItems": Fault.OCCURRENCE_CONSTRAINT,
+    "maxItems": Fault.OCCURRENCE_CONSTRAINT,
+    "additionalProperties": Fault.FORMAT,
+}
+
+
+class RpcError(Exception):
+    def __init__(
+        self, fault: Fault, description: str, message_id: str = UNKNOWN_MESSAGE_ID
+    ) -> None:
+        super().__init__(description)
+        self.fault = fault
+        self.description = description[:255]
+        self.message_id = message_id
+
+    def frame(self, version: str, message_id: str | None = None) -> str:
+        return call_error_frame(
+            message_id or self.message_id, self.fault.code(version), self.description
+        )
+
+
+@dataclass(frozen=True)
+class Call:
+    message_id: str
+    action: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CallResult:
+    message_id: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CallError:
+    message_id: str
+    code: str
+    description: str
+    details: dict[str, Any]
+
+
+Frame = Call | CallResult | CallError
+
+
+def parse_frame(text: str | bytes) -> Frame:
+    """A frame as a message, or RpcError saying why it is not one."""
+    try:
+        message = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise RpcError(Fault.FORMAT, f"frame is not valid JSON: {error}") from None
+    if not isinstance(message, list) or not message:
+        raise RpcError(Fault.PROTOCOL, "frame is not a JSON array [MessageTypeId, ...]")
+    type_id = message[0]
+    message_id = message[1] if len(message) > 1 and isinstance(message[1], str) else None
+    if message_id is None or not 0 < len(message_id) <= 36:
+        raise RpcError(Fault.PROTOCOL, "message id missing, not a string, or over 36 characters")
+    if type_id == CALL and len(message) == 4:
+        _, _, action, payload = message
+        if not isinstance(action, str) or not isinstance(payload, dict):
+            raise RpcError(Fault.FORMAT, "CALL needs an action name and a payload object", message_id)
+        return Call(message_id, action, payload)
+    if type_id == CALL_RESULT and len(message) == 3 and isinstance(message[2], dict):
+        return CallResult(message_id, message[2])
+    if type_id == CALL_ERROR and len(message) == 5:
+        details = message[4] if isinstance(message[4], dict) else {}
+        return CallError(message_id, str(message[2]), str(message[3]), details)
+    raise RpcError(Fault.PROTOCOL, f"unknown message type or wrong element count: {type_id!r}", message_id)
+
+
+def validate_call(version: str, call: Call) -> None:
+    """Checks a CALL's payload against the version's schema for its action."""
+    validator = get_validator(CALL, call.action, version)
+    try:
+        validator.validate(call.payload)
+    except SchemaError as error:
+        fault = _SCHEMA_FAULTS.get(str(error.validator), Fault.FORMAT)
+        where = "/".join(str(p) for p in error.absolute_path) or "payload"
+        raise RpcError(fault, f"{where}: {error.message}", call.message_id) from None
+
+
+def call_result_frame(message_id: str, payload: dict[str, Any]) -> str:
+    return json.dumps([CALL_RESULT, message_id, payload], separators=(",", ":"))
+
+
+def call_error_frame(message_id: str, code: str, description: str) -> str:
+    return json.dumps([CALL_ERROR, message_id, code, description, {}], separators=(",", ":"))
