@@ -1,0 +1,85 @@
+"""Runs the projections, each on exactly one node of those sharing a database.
+
+A node runs a projection while it holds that projection's advisory lock; if the node dies, the
+lock goes with its connection and another node takes over where the tracking position says.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import psycopg
+from eventsourcing.projection import Projection, ProjectionRunner
+
+from domain.service import CSMS
+from projections.base import SqlView
+
+log = logging.getLogger(__name__)
+
+ProjectionClass = type[Projection[Any]]
+RETRY_SECONDS = 2.0
+
+
+def lock_key(projection: ProjectionClass) -> int:
+    return zlib.crc32(f"csms-projection:{projection.name}".encode())
+
+
+class ProjectionHost:
+    def __init__(
+        self,
+        database_url: str,
+        env: Mapping[str, str],
+        projections: Sequence[tuple[ProjectionClass, type[SqlView]]],
+    ) -> None:
+        self._database_url = database_url
+        # The runners' application reads events only: its tables exist already.
+        self._env = {**env, "CSMS_CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
+        self._projections = projections
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for projection, view in self._projections:
+            thread = threading.Thread(
+                target=self._host, args=(projection, view), name=f"projection-{projection.name}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _host(self, projection: ProjectionClass, view: type[SqlView]) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._lead(projection, view)
+            except Exception:
+                log.exception("projection %s stopped; restarting in %.0fs", projection.name,
+                              RETRY_SECONDS)
+            self._stopping.wait(RETRY_SECONDS)
+
+    def _lead(self, projection: ProjectionClass, view: type[SqlView]) -> None:
+        with psycopg.connect(self._database_url, autocommit=True) as lock_conn:
+            row = lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(projection),))
+            acquired = row.fetchone()
+            if not acquired or not acquired[0]:
+                return  # another node runs it; try again later
+            log.info("projection %s runs on this node", projection.name)
+            with ProjectionRunner(
+                application_class=CSMS,
+                projection_class=projection,
+                view_class=view,
+                env=self._env,
+            ) as runner:
+                while not self._stopping.is_set():
+                    runner.run_forever(timeout=1.0)  # re-raises a projection error
+                    if runner.is_interrupted.is_set():
+                        raise RuntimeError(f"projection {projection.name} stopped by itself")
+                    lock_conn.execute("SELECT 1")  # fails if the lock's connection is gone

@@ -1,0 +1,121 @@
+"""The composition root: wires store, writer, projections, gateway and API into one server.
+
+It is the one module that imports `api`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.utils import Environment
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.ocpp.gateway import OcppGateway
+from adapters.ocpp.v16 import OcppV16
+from adapters.postgres import eventsourcing_env, open_store, schema_lock, start_embedded
+from adapters.projection_host import ProjectionHost
+from adapters.writer import CommandWriter
+from api.app import create_app
+from projections.base import SqlView
+from projections.station_status import StationStatusProjection, StationStatusView
+from projections.transactions import TransactionsProjection, TransactionsView
+
+log = logging.getLogger("csms")
+
+PROJECTIONS = [
+    (StationStatusProjection, StationStatusView),
+    (TransactionsProjection, TransactionsView),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    ocpp_port: int = 9000
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    database_url: str | None = None
+    data_dir: Path = Path(".csms")
+    max_frame_bytes: int = 1 << 20
+    heartbeat_interval: int = 300
+    log_level: str = "INFO"
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the server shuts down in one place."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def ensure_views(database_url: str, env: dict[str, str]) -> None:
+    """Creates every projection's tables, so the API can read before a projection first runs."""
+    with schema_lock(database_url):
+        for projection, view in PROJECTIONS:
+            factory = InfrastructureFactory[SqlView].construct(
+                env=Environment(projection.name, {**env, "POSTGRES_POOL_SIZE": "1"})
+            )
+            factory.tracking_recorder(view)
+            factory.close()
+
+
+def serve(settings: Settings) -> None:
+    database_url = settings.database_url or start_embedded(settings.data_dir)
+    asyncio.run(_serve(settings, database_url))
+
+
+async def _serve(settings: Settings, database_url: str) -> None:
+    env = eventsourcing_env(database_url)
+    app = open_store(database_url)
+    ensure_views(database_url, env)
+    writer = CommandWriter(app)
+    writer.start()
+    projections = ProjectionHost(database_url, env, PROJECTIONS)
+    projections.start()
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)
+    await pool.open()
+    gateway = OcppGateway(
+        [OcppV16(settings.heartbeat_interval)],
+        writer.submit,
+        node=f"{socket.gethostname()}:{os.getpid()}",
+        max_frame_bytes=settings.max_frame_bytes,
+    )
+    ocpp_server = await gateway.start(settings.host, settings.ocpp_port)
+    http = _Uvicorn(
+        uvicorn.Config(
+            create_app(pool),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            lifespan="off",
+        )
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda: setattr(http, "should_exit", True))
+    log.info(
+        "CSMS ready: stations connect to ws://%s:%d/<station-id>, GraphQL at http://%s:%d/graphql",
+        settings.host, settings.ocpp_port, settings.http_host, settings.http_port,
+    )
+    try:
+        await http.serve()
+    finally:
+        log.info("shutting down")
+        ocpp_server.close()  # closes station connections; their disconnects are recorded
+        await ocpp_server.wait_closed()
+        await asyncio.to_thread(writer.stop)
+        await asyncio.to_thread(projections.stop)
+        await pool.close()
+        app.close()
+        log.info("stopped")

@@ -1,0 +1,1 @@
+"""Read models: each projection folds the CSMS events into its own PostgreSQL tables."""

@@ -1,0 +1,34 @@
+"""A view whose rows and tracking position are written in one PostgreSQL transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import Tracking
+from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg.sql import SQL, Composed
+
+Statement = tuple[str, dict[str, Any]]
+
+
+class SqlView(PostgresTrackingRecorder):
+    """Subclasses list their DDL in `tables`."""
+
+    tables: Sequence[str] = ()
+
+    def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
+        super().__init__(datastore, **kwargs)
+        self.sql_create_statements.extend(Composed([SQL(ddl)]) for ddl in self.tables)  # type: ignore[arg-type]
+
+    def record(self, tracking: Tracking, statements: Sequence[Statement]) -> None:
+        """Applies the statements and moves the tracking position, atomically.
+
+        A statement that replays an event already applied is skipped by the tracking check:
+        the insert of an old position fails and the whole transaction rolls back.
+        """
+        with self.datastore.transaction(commit=True) as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt
+            for sql, params in statements:
+                cursor.execute(sql, params)  # type: ignore[arg-type]
+            self._insert_tracking(cursor, tracking)

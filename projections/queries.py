@@ -1,0 +1,57 @@
+"""Reads of the projections' tables, for the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+Row = dict[str, Any]
+
+_STATIONS = "SELECT * FROM station_status"
+_CONNECTORS = (
+    "SELECT * FROM connector_status WHERE station_uuid = ANY(%s) "
+    "ORDER BY station_uuid, evse_id, connector_id"
+)
+
+
+async def _fetch(conn: AsyncConnection[Any], sql: str, params: Any = None) -> list[Row]:
+    async with conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(sql, params)
+        return await cursor.fetchall()
+
+
+async def stations(conn: AsyncConnection[Any], station_id: str | None = None) -> list[Row]:
+    """Stations with their connectors (under the key `connectors`), ordered by id."""
+    if station_id is None:
+        rows = await _fetch(conn, _STATIONS + " ORDER BY station_id")
+    else:
+        rows = await _fetch(conn, _STATIONS + " WHERE station_id = %s", (station_id,))
+    connectors = await _fetch(conn, _CONNECTORS, ([r["station_uuid"] for r in rows],))
+    by_station: dict[Any, list[Row]] = {}
+    for connector in connectors:
+        by_station.setdefault(connector["station_uuid"], []).append(connector)
+    for row in rows:
+        row["connectors"] = by_station.get(row["station_uuid"], [])
+    return rows
+
+
+async def transactions(
+    conn: AsyncConnection[Any],
+    station_id: str | None = None,
+    active: bool | None = None,
+    limit: int = 100,
+) -> list[Row]:
+    """Transactions, newest first."""
+    where, params = [], []
+    if station_id is not None:
+        where.append("station_id = %s")
+        params.append(station_id)
+    if active is not None:
+        where.append("stopped_at IS NULL" if active else "stopped_at IS NOT NULL")
+    sql = "SELECT * FROM transactions"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY started_at DESC, transaction_key DESC LIMIT %s"
+    return await _fetch(conn, sql, [*params, limit])
