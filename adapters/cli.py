@@ -25,24 +25,55 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     defaults = Settings()
-    run.add_argument("--host", default=defaults.host,
-                     help="address the OCPP WebSocket endpoint listens on")
-    run.add_argument("--ocpp-port", type=int, default=defaults.ocpp_port,
-                     help="port of the OCPP endpoint; stations connect to ws://HOST:PORT/<id>")
-    run.add_argument("--http-host", default=defaults.http_host,
-                     help="address the GraphQL API listens on (it has no auth yet: keep it local)")
-    run.add_argument("--http-port", type=int, default=defaults.http_port,
-                     help="port of the GraphQL API (http://HTTP_HOST:PORT/graphql)")
-    run.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
-                     help="PostgreSQL URL (env DATABASE_URL); if unset, an embedded server is used")
-    run.add_argument("--data-dir", type=Path, default=defaults.data_dir,
-                     help="folder of the embedded PostgreSQL's data")
-    run.add_argument("--max-frame-bytes", type=int, default=defaults.max_frame_bytes,
-                     help="largest WebSocket frame accepted; a larger one closes the connection")
-    run.add_argument("--heartbeat-interval", type=int, default=defaults.heartbeat_interval,
-                     help="heartbeat interval, in seconds, given to stations at boot")
-    run.add_argument("--log-level", default=defaults.log_level,
-                     choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging level")
+    run.add_argument(
+        "--host", default=defaults.host, help="address the OCPP WebSocket endpoint listens on"
+    )
+    run.add_argument(
+        "--ocpp-port",
+        type=int,
+        default=defaults.ocpp_port,
+        help="port of the OCPP endpoint; stations connect to ws://HOST:PORT/<id>",
+    )
+    run.add_argument(
+        "--http-host",
+        default=defaults.http_host,
+        help="address the GraphQL API listens on (it has no auth yet: keep it local)",
+    )
+    run.add_argument(
+        "--http-port",
+        type=int,
+        default=defaults.http_port,
+        help="port of the GraphQL API (http://HTTP_HOST:PORT/graphql)",
+    )
+    run.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="PostgreSQL URL (env DATABASE_URL); if unset, an embedded server is used",
+    )
+    run.add_argument(
+        "--data-dir",
+        type=Path,
+        default=defaults.data_dir,
+        help="folder of the embedded PostgreSQL's data",
+    )
+    run.add_argument(
+        "--max-frame-bytes",
+        type=int,
+        default=defaults.max_frame_bytes,
+        help="largest WebSocket frame accepted; a larger one closes the connection",
+    )
+    run.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=defaults.heartbeat_interval,
+        help="heartbeat interval, in seconds, given to stations at boot",
+    )
+    run.add_argument(
+        "--log-level",
+        default=defaults.log_level,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level",
+    )
     return parser
 
 

@@ -45,7 +45,9 @@ class ProjectionHost:
     def start(self) -> None:
         for projection, view in self._projections:
             thread = threading.Thread(
-                target=self._host, args=(projection, view), name=f"projection-{projection.name}",
+                target=self._host,
+                args=(projection, view),
+                name=f"projection-{projection.name}",
                 daemon=True,
             )
             thread.start()
@@ -61,8 +63,9 @@ class ProjectionHost:
             try:
                 self._lead(projection, view)
             except Exception:
-                log.exception("projection %s stopped; restarting in %.0fs", projection.name,
-                              RETRY_SECONDS)
+                log.exception(
+                    "projection %s stopped; restarting in %.0fs", projection.name, RETRY_SECONDS
+                )
             self._stopping.wait(RETRY_SECONDS)
 
     def _lead(self, projection: ProjectionClass, view: type[SqlView]) -> None:

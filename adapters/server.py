@@ -14,9 +14,11 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 from psycopg_pool import AsyncConnectionPool
 
@@ -32,7 +34,7 @@ from projections.transactions import TransactionsProjection, TransactionsView
 
 log = logging.getLogger("csms")
 
-PROJECTIONS = [
+PROJECTIONS: list[tuple[type[Projection[Any]], type[SqlView]]] = [
     (StationStatusProjection, StationStatusView),
     (TransactionsProjection, TransactionsView),
 ]
@@ -106,7 +108,10 @@ async def _serve(settings: Settings, database_url: str) -> None:
         loop.add_signal_handler(signum, lambda: setattr(http, "should_exit", True))
     log.info(
         "CSMS ready: stations connect to ws://%s:%d/<station-id>, GraphQL at http://%s:%d/graphql",
-        settings.host, settings.ocpp_port, settings.http_host, settings.http_port,
+        settings.host,
+        settings.ocpp_port,
+        settings.http_host,
+        settings.http_port,
     )
     try:
         await http.serve()

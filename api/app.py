@@ -15,7 +15,7 @@ from strawberry.asgi import GraphQL
 from api.schema import schema
 
 
-class CsmsGraphQL(GraphQL):
+class CsmsGraphQL(GraphQL[dict[str, Any], None]):
     def __init__(self, pool: AsyncConnectionPool) -> None:
         super().__init__(schema, graphql_ide="graphiql", allow_queries_via_get=False)
         self._pool = pool

@@ -21,7 +21,8 @@ ACCEPTED = "Accepted"
 
 
 class Command(Protocol[R_co]):
-    station_id: str
+    @property
+    def station_id(self) -> str: ...
 
     def execute(self, uow: UnitOfWork) -> R_co: ...
 
@@ -211,9 +212,7 @@ class RecordMeterValues:
                 timestamp=self.received_at,
             )
             return False
-        transaction = uow.get(
-            Transaction, transaction_uuid(self.station_id, self.transaction_key)
-        )
+        transaction = uow.get(Transaction, transaction_uuid(self.station_id, self.transaction_key))
         if transaction is None:
             data = {"evse_id": self.evse_id, "readings": self.readings}
             _report_unknown_transaction(
@@ -238,9 +237,7 @@ class StopTransaction:
     def execute(self, uow: UnitOfWork) -> bool:
         """True if a known transaction was stopped now or before (a retry changes nothing)."""
         at = self.received_at or self.stopped_at
-        transaction = uow.get(
-            Transaction, transaction_uuid(self.station_id, self.transaction_key)
-        )
+        transaction = uow.get(Transaction, transaction_uuid(self.station_id, self.transaction_key))
         if transaction is None:
             data = {
                 "stopped_at": self.stopped_at,

@@ -55,7 +55,9 @@ class CSMS(Application[UUID]):
             self.save(*uow.changed())
         except Exception as error:
             if len(commands) > 1 or isinstance(error, IntegrityError):
-                log.info("batch of %d not committed (%r); committing one by one", len(commands), error)
+                log.info(
+                    "batch of %d not committed (%r); committing one by one", len(commands), error
+                )
                 return [self._execute_alone(command) for command in commands]
             return [error]
         return results

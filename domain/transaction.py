@@ -101,7 +101,7 @@ class Transaction(Aggregate):
         id_token: str | None,
         at: datetime,
     ) -> bool:
-        """Stops the transaction; False if it had already stopped (a retried stop changes nothing)."""
+        """Stops it; False if it had stopped already (a resent stop changes nothing)."""
         if not self.is_active:
             return False
         self.trigger_event(

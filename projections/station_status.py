@@ -37,6 +37,21 @@ class StationStatusView(SqlView):
     )
 
 
+_REGISTER = """
+INSERT INTO station_status (station_uuid, station_id, registered_at, updated_at)
+VALUES (%(id)s, %(station_id)s, %(at)s, %(at)s)"""
+
+_UPSERT_CONNECTOR = """
+INSERT INTO connector_status (station_uuid, evse_id, connector_id, status, error_code, info,
+    vendor_error_code, reported_at, updated_at)
+VALUES (%(id)s, %(evse)s, %(connector)s, %(status)s, %(error)s, %(info)s, %(vendor_error)s,
+    %(reported)s, %(at)s)
+ON CONFLICT (station_uuid, evse_id, connector_id) DO UPDATE SET
+    status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
+    vendor_error_code = EXCLUDED.vendor_error_code, reported_at = EXCLUDED.reported_at,
+    updated_at = EXCLUDED.updated_at"""
+
+
 def _update(columns: str, event: Any, **values: Any) -> Statement:
     """Sets the columns and `updated_at` on the event's station row."""
     assignments = ", ".join(filter(None, [columns, "updated_at = %(at)s"]))
@@ -65,18 +80,34 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     @process_event.register
     def _(self, event: ChargingStation.Registered, tracking: Tracking) -> None:
-        self.view.record(tracking, [(
-            "INSERT INTO station_status (station_uuid, station_id, registered_at, updated_at) "
-            "VALUES (%(id)s, %(station_id)s, %(at)s, %(at)s)",
-            {"id": event.originator_id, "station_id": event.station_id, "at": event.timestamp},
-        )])
+        self.view.record(
+            tracking,
+            [
+                (
+                    _REGISTER,
+                    {
+                        "id": event.originator_id,
+                        "station_id": event.station_id,
+                        "at": event.timestamp,
+                    },
+                )
+            ],
+        )
 
     @process_event.register
     def _(self, event: ChargingStation.Connected, tracking: Tracking) -> None:
-        self.view.record(tracking, [_update(
-            "connected = true, protocol = %(protocol)s, node = %(node)s, connected_at = %(at)s",
-            event, protocol=event.protocol, node=event.node,
-        )])
+        self.view.record(
+            tracking,
+            [
+                _update(
+                    "connected = true, protocol = %(protocol)s, node = %(node)s, "
+                    "connected_at = %(at)s",
+                    event,
+                    protocol=event.protocol,
+                    node=event.node,
+                )
+            ],
+        )
 
     @process_event.register
     def _(self, event: ChargingStation.Disconnected, tracking: Tracking) -> None:
@@ -84,40 +115,45 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     @process_event.register
     def _(self, event: ChargingStation.Booted, tracking: Tracking) -> None:
-        self.view.record(tracking, [_update(
-            "vendor = %(vendor)s, model = %(model)s, serial_number = %(serial)s, "
-            "firmware_version = %(firmware)s, registration_status = %(registration)s, "
-            "last_boot_at = %(at)s",
-            event,
-            vendor=event.vendor,
-            model=event.model,
-            serial=event.serial_number,
-            firmware=event.firmware_version,
-            registration=event.registration_status,
-        )])
+        self.view.record(
+            tracking,
+            [
+                _update(
+                    "vendor = %(vendor)s, model = %(model)s, serial_number = %(serial)s, "
+                    "firmware_version = %(firmware)s, registration_status = %(registration)s, "
+                    "last_boot_at = %(at)s",
+                    event,
+                    vendor=event.vendor,
+                    model=event.model,
+                    serial=event.serial_number,
+                    firmware=event.firmware_version,
+                    registration=event.registration_status,
+                )
+            ],
+        )
 
     @process_event.register
     def _(self, event: ChargingStation.ConnectorStatusChanged, tracking: Tracking) -> None:
-        self.view.record(tracking, [(
-            "INSERT INTO connector_status AS c (station_uuid, evse_id, connector_id, status, "
-            "error_code, info, vendor_error_code, reported_at, updated_at) VALUES (%(id)s, "
-            "%(evse)s, %(connector)s, %(status)s, %(error)s, %(info)s, %(vendor_error)s, "
-            "%(reported)s, %(at)s) ON CONFLICT (station_uuid, evse_id, connector_id) DO UPDATE "
-            "SET status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,"
-            " vendor_error_code = EXCLUDED.vendor_error_code, reported_at = EXCLUDED.reported_at,"
-            " updated_at = EXCLUDED.updated_at",
-            {
-                "id": event.originator_id,
-                "evse": event.evse_id,
-                "connector": event.connector_id,
-                "status": event.status,
-                "error": event.error_code,
-                "info": event.info,
-                "vendor_error": event.vendor_error_code,
-                "reported": event.station_time,
-                "at": event.timestamp,
-            },
-        ), _update("", event)])
+        self.view.record(
+            tracking,
+            [
+                (
+                    _UPSERT_CONNECTOR,
+                    {
+                        "id": event.originator_id,
+                        "evse": event.evse_id,
+                        "connector": event.connector_id,
+                        "status": event.status,
+                        "error": event.error_code,
+                        "info": event.info,
+                        "vendor_error": event.vendor_error_code,
+                        "reported": event.station_time,
+                        "at": event.timestamp,
+                    },
+                ),
+                _update("", event),
+            ],
+        )
 
     @process_event.register
     def _(self, event: ChargingStation.FirmwareStatusReported, tracking: Tracking) -> None:

@@ -39,6 +39,13 @@ class TransactionsView(SqlView):
     )
 
 
+_INSERT = """
+INSERT INTO transactions (transaction_uuid, station_id, transaction_key, evse_id, connector_id,
+    id_token, started_at, meter_start_wh, energy_wh, updated_at)
+VALUES (%(id)s, %(station)s, %(key)s, %(evse)s, %(connector)s, %(token)s, %(started)s,
+    %(meter)s, CASE WHEN %(meter)s::bigint IS NULL THEN NULL ELSE 0 END, %(at)s)"""
+
+
 class TransactionsProjection(Projection[TransactionsView]):
     name = "transactions"
     topics = tuple(
@@ -52,23 +59,25 @@ class TransactionsProjection(Projection[TransactionsView]):
 
     @process_event.register
     def _(self, event: Transaction.Started, tracking: Tracking) -> None:
-        self.view.record(tracking, [(
-            "INSERT INTO transactions (transaction_uuid, station_id, transaction_key, evse_id, "
-            "connector_id, id_token, started_at, meter_start_wh, energy_wh, updated_at) VALUES "
-            "(%(id)s, %(station)s, %(key)s, %(evse)s, %(connector)s, %(token)s, %(started)s, "
-            "%(meter)s, CASE WHEN %(meter)s::bigint IS NULL THEN NULL ELSE 0 END, %(at)s)",
-            {
-                "id": event.originator_id,
-                "station": event.station_id,
-                "key": event.transaction_key,
-                "evse": event.evse_id,
-                "connector": event.connector_id,
-                "token": event.id_token,
-                "started": event.started_at,
-                "meter": event.meter_start_wh,
-                "at": event.timestamp,
-            },
-        )])
+        self.view.record(
+            tracking,
+            [
+                (
+                    _INSERT,
+                    {
+                        "id": event.originator_id,
+                        "station": event.station_id,
+                        "key": event.transaction_key,
+                        "evse": event.evse_id,
+                        "connector": event.connector_id,
+                        "token": event.id_token,
+                        "started": event.started_at,
+                        "meter": event.meter_start_wh,
+                        "at": event.timestamp,
+                    },
+                )
+            ],
+        )
 
     @process_event.register
     def _(self, event: Transaction.MeterValuesAdded, tracking: Tracking) -> None:
@@ -76,26 +85,33 @@ class TransactionsProjection(Projection[TransactionsView]):
         statements = []
         if register is not None:
             # While running, energy follows the register; once stopped, meterStop decides.
-            statements.append((
-                "UPDATE transactions SET last_register_wh = %(wh)s, updated_at = %(at)s, "
-                "energy_wh = CASE WHEN meter_stop_wh IS NULL THEN %(wh)s - meter_start_wh "
-                "ELSE energy_wh END WHERE transaction_uuid = %(id)s",
-                {"id": event.originator_id, "wh": register, "at": event.timestamp},
-            ))
+            statements.append(
+                (
+                    "UPDATE transactions SET last_register_wh = %(wh)s, updated_at = %(at)s, "
+                    "energy_wh = CASE WHEN meter_stop_wh IS NULL THEN %(wh)s - meter_start_wh "
+                    "ELSE energy_wh END WHERE transaction_uuid = %(id)s",
+                    {"id": event.originator_id, "wh": register, "at": event.timestamp},
+                )
+            )
         self.view.record(tracking, statements)
 
     @process_event.register
     def _(self, event: Transaction.Stopped, tracking: Tracking) -> None:
-        self.view.record(tracking, [(
-            "UPDATE transactions SET stopped_at = %(stopped)s, stop_reason = %(reason)s, "
-            "meter_stop_wh = %(meter)s, updated_at = %(at)s, energy_wh = "
-            "COALESCE(%(meter)s::bigint, last_register_wh) - meter_start_wh "
-            "WHERE transaction_uuid = %(id)s",
-            {
-                "id": event.originator_id,
-                "stopped": event.stopped_at,
-                "reason": event.reason,
-                "meter": event.meter_stop_wh,
-                "at": event.timestamp,
-            },
-        )])
+        self.view.record(
+            tracking,
+            [
+                (
+                    "UPDATE transactions SET stopped_at = %(stopped)s, stop_reason = %(reason)s, "
+                    "meter_stop_wh = %(meter)s, updated_at = %(at)s, energy_wh = "
+                    "COALESCE(%(meter)s::bigint, last_register_wh) - meter_start_wh "
+                    "WHERE transaction_uuid = %(id)s",
+                    {
+                        "id": event.originator_id,
+                        "stopped": event.stopped_at,
+                        "reason": event.reason,
+                        "meter": event.meter_stop_wh,
+                        "at": event.timestamp,
+                    },
+                )
+            ],
+        )

@@ -21,6 +21,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from adapters.ocpp import rpc
 from adapters.ocpp.rpc import Call, Fault, RpcError
@@ -71,7 +72,7 @@ class OcppGateway:
             self._serve_connection,
             host,
             port,
-            subprotocols=list(self._translators),  # type: ignore[arg-type]
+            subprotocols=[Subprotocol(name) for name in self._translators],
             select_subprotocol=self._select_subprotocol,
             process_request=self._check_path,
             max_size=self._max_frame_bytes,
@@ -81,11 +82,11 @@ class OcppGateway:
         )
 
     def _select_subprotocol(
-        self, connection: ServerConnection, offered: Sequence[str]
-    ) -> str | None:
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
         for subprotocol in self._translators:
             if subprotocol in offered:
-                return subprotocol
+                return Subprotocol(subprotocol)
         return None  # handshake completes without one; the connection is then closed
 
     def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -160,8 +161,12 @@ class OcppGateway:
             if isinstance(frame, Call):
                 connection.calls.put_nowait(frame)
             else:
-                log.info("%s: unexpected %s %s", connection.station_id, type(frame).__name__,
-                         frame.message_id)
+                log.info(
+                    "%s: unexpected %s %s",
+                    connection.station_id,
+                    type(frame).__name__,
+                    frame.message_id,
+                )
 
     async def _answer_calls(self, connection: StationConnection) -> None:
         while (call := await connection.calls.get()) is not None:
@@ -177,8 +182,14 @@ class OcppGateway:
         try:
             payload: dict[str, Any] = await connection.translator.answer(inbound, self._submit)
         except RpcError as error:
-            log.warning("%s: %s %s refused: %s %s", connection.station_id, call.action,
-                        call.message_id, error.fault.code(version), error.description)
+            log.warning(
+                "%s: %s %s refused: %s %s",
+                connection.station_id,
+                call.action,
+                call.message_id,
+                error.fault.code(version),
+                error.description,
+            )
             return error.frame(version, call.message_id)
         except Exception:
             log.exception("%s: %s %s failed", connection.station_id, call.action, call.message_id)

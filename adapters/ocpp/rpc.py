@@ -116,14 +116,18 @@ def parse_frame(text: str | bytes) -> Frame:
     if type_id == CALL and len(message) == 4:
         _, _, action, payload = message
         if not isinstance(action, str) or not isinstance(payload, dict):
-            raise RpcError(Fault.FORMAT, "CALL needs an action name and a payload object", message_id)
+            raise RpcError(
+                Fault.FORMAT, "CALL needs an action name and a payload object", message_id
+            )
         return Call(message_id, action, payload)
     if type_id == CALL_RESULT and len(message) == 3 and isinstance(message[2], dict):
         return CallResult(message_id, message[2])
     if type_id == CALL_ERROR and len(message) == 5:
         details = message[4] if isinstance(message[4], dict) else {}
         return CallError(message_id, str(message[2]), str(message[3]), details)
-    raise RpcError(Fault.PROTOCOL, f"unknown message type or wrong element count: {type_id!r}", message_id)
+    raise RpcError(
+        Fault.PROTOCOL, f"unknown message type or wrong element count: {type_id!r}", message_id
+    )
 
 
 def validate_call(version: str, call: Call) -> None:

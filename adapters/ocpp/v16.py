@@ -149,7 +149,10 @@ class OcppV16:
                 received_at=inbound.received_at,
             )
         )
-        return {"transactionId": int(result.transaction_key), **_id_tag_info(result.id_token_status)}
+        return {
+            "transactionId": int(result.transaction_key),
+            **_id_tag_info(result.id_token_status),
+        }
 
     async def stop_transaction(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload

@@ -1,0 +1,34 @@
+"""The stored events are immutable at the database level."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from ocpp.v16 import call
+
+from tests.support import ServerProcess, eventually, station16, stored_events
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE csms_events SET topic = 'tampered'",
+        "DELETE FROM csms_events",
+        "TRUNCATE csms_events",
+    ],
+)
+async def test_the_store_refuses_to_change_or_delete_events(
+    shared_server: ServerProcess, statement: str
+) -> None:
+    async with station16(shared_server, "CP-IMMUTABLE") as cp:
+        await cp.call(call.BootNotification(charge_point_vendor="A", charge_point_model="B"))
+    assert shared_server.database_url
+    url = shared_server.database_url
+    await eventually(lambda: stored_events(url, "CP-IMMUTABLE", "Disconnected"), bool)
+    with psycopg.connect(shared_server.database_url) as conn:
+        before = conn.execute("SELECT count(*), max(notification_id) FROM csms_events").fetchone()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="immutable"):
+            conn.execute(statement)
+        conn.rollback()
+        after = conn.execute("SELECT count(*), max(notification_id) FROM csms_events").fetchone()
+    assert before == after and before is not None and before[0] > 0
