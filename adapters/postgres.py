@@ -68,13 +68,14 @@ def eventsourcing_env(database_url: str, pool_size: int = 4) -> dict[str, str]:
         # Wait at most this long for the events table lock rather than forever.
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_CONNECT_TIMEOUT": "10",
-        "POSTGRES_PRE_PING": "y",
+        # No ping before each use: a broken connection is retried by the recorder itself.
+        "POSTGRES_PRE_PING": "n",
         # The fast path inserts without the table lock: a tailing projection could skip events.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
-        # Cached aggregates are fast-forwarded from the store on every load, so several
-        # processes may write the same aggregate safely (a conflict is retried).
-        "AGGREGATE_CACHE_MAXSIZE": "20000",
-        "AGGREGATE_CACHE_FASTFORWARD": "y",
+        # Aggregates are served from memory. If another process wrote one meanwhile, the save
+        # conflicts on (id, version); the command is then retried on a fresh load.
+        "AGGREGATE_CACHE_MAXSIZE": "50000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +63,15 @@ class CSMS(Application[UUID]):
             return [error]
         return results
 
+    def _forget(self, aggregate_ids: Sequence[UUID]) -> None:
+        """Evicts cached aggregates, so the next load reads the store."""
+        cache = self.repository.cache
+        if cache is None:
+            return
+        for aggregate_id in aggregate_ids:
+            with contextlib.suppress(KeyError):
+                cache.get(aggregate_id, evict=True)
+
     def _execute_alone(self, command: Command[Any]) -> Any:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             uow = self.unit_of_work()
@@ -69,8 +79,9 @@ class CSMS(Application[UUID]):
                 result = command.execute(uow)
                 self.save(*uow.changed())
             except IntegrityError as conflict:
-                # Another writer got there first: reload and decide again.
+                # Another writer got there first: forget what we had, reload, decide again.
                 log.info("conflict on attempt %d for %r: %s", attempt, command, conflict)
+                self._forget(uow.touched())
                 continue
             except Exception as error:
                 log.exception("command failed: %r", command)

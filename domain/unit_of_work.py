@@ -48,5 +48,8 @@ class UnitOfWork:
         """A transaction number unique across every process sharing the store."""
         return self._allocate_number()
 
+    def touched(self) -> list[UUID]:
+        return list(self._aggregates)
+
     def changed(self) -> list[Aggregate]:
         return [a for a in self._aggregates.values() if a is not None and a.pending_events]

@@ -136,3 +136,21 @@ def test_a_batch_commits_many_commands_at_once(app: CSMS) -> None:
 )
 def test_energy_register_in_wh(readings: list[dict[str, Any]], expected: Decimal | None) -> None:
     assert last_energy_register_wh(readings) == expected
+
+
+def test_a_stale_cached_aggregate_is_reloaded_after_a_conflict() -> None:
+    # Two applications on one store stand for two processes sharing a database.
+    env = {"AGGREGATE_CACHE_MAXSIZE": "100", "AGGREGATE_CACHE_FASTFORWARD": "n"}
+    one = CSMS(env)
+    two = CSMS(env)
+    two.recorder = one.recorder  # share the store, keep separate caches
+    two.events = one.events
+    two.repository.event_store = one.events
+    key = one.execute(start()).transaction_key
+    values = cmd.RecordMeterValues("CP", 1, 1, key, [reading(1, "1100")], T0)
+    assert two.execute(values)  # two now caches the transaction
+    stop = cmd.StopTransaction("CP", key, T0 + timedelta(hours=1), 2000, None, None, [], T0)
+    assert one.execute(stop)  # one's cached copy is behind: conflict, reload, stop
+    transaction_id = transaction_uuid("CP", key)
+    names = [type(e).__name__ for e in one.events.get(transaction_id)]
+    assert names == ["Started", "MeterValuesAdded", "Stopped"]
