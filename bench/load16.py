@@ -77,8 +77,12 @@ class Station:
         status = {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
         await self.call(ws, "StatusNotification", status)
         while time.monotonic() < deadline:
-            start = {"connectorId": 1, "idTag": "BENCH", "meterStart": self.meter,
-                     "timestamp": now_iso()}
+            start = {
+                "connectorId": 1,
+                "idTag": "BENCH",
+                "meterStart": self.meter,
+                "timestamp": now_iso(),
+            }
             started = await self.call(ws, "StartTransaction", start)
             if started is None:
                 continue
@@ -86,11 +90,21 @@ class Station:
             for _ in range(per_tx):
                 await asyncio.sleep(pause)
                 self.meter += 250
-                sample = {"timestamp": now_iso(), "sampledValue": [
-                    {"value": str(self.meter), "measurand": "Energy.Active.Import.Register",
-                     "unit": "Wh"}]}
-                await self.call(ws, "MeterValues",
-                                {"connectorId": 1, "transactionId": tx, "meterValue": [sample]})
+                sample = {
+                    "timestamp": now_iso(),
+                    "sampledValue": [
+                        {
+                            "value": str(self.meter),
+                            "measurand": "Energy.Active.Import.Register",
+                            "unit": "Wh",
+                        }
+                    ],
+                }
+                await self.call(
+                    ws,
+                    "MeterValues",
+                    {"connectorId": 1, "transactionId": tx, "meterValue": [sample]},
+                )
             stop = {"transactionId": tx, "meterStop": self.meter, "timestamp": now_iso()}
             if await self.call(ws, "StopTransaction", stop) is not None:
                 self.stats.transactions += 1
@@ -107,9 +121,13 @@ async def progress(stats: Stats, stations: int, started: float, stop: asyncio.Ev
     while not stop.is_set():
         await asyncio.sleep(1)
         answered = len(stats.latencies)
-        print(f"  {time.monotonic() - started:5.0f}s  connected {stats.connected:>6}/{stations}"
-              f"  answered {answered:>8}  {answered - previous:>6} msg/s"
-              f"  errors {sum(stats.errors.values())}", file=sys.stderr, flush=True)
+        print(
+            f"  {time.monotonic() - started:5.0f}s  connected {stats.connected:>6}/{stations}"
+            f"  answered {answered:>8}  {answered - previous:>6} msg/s"
+            f"  errors {sum(stats.errors.values())}",
+            file=sys.stderr,
+            flush=True,
+        )
         previous = answered
 
 
@@ -119,8 +137,10 @@ async def main(args: argparse.Namespace) -> None:
     deadline = started + args.duration
     stop = asyncio.Event()
     reporter = asyncio.create_task(progress(stats, args.stations, started, stop))
-    stations = [Station(args.url, f"{args.prefix}-{i:05d}", stats, args.timeout)
-                for i in range(args.stations)]
+    stations = [
+        Station(args.url, f"{args.prefix}-{i:05d}", stats, args.timeout)
+        for i in range(args.stations)
+    ]
     tasks = []
     for i, station in enumerate(stations):
         tasks.append(asyncio.create_task(station.run(deadline, args.meter_values, args.pause)))
@@ -145,14 +165,19 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="ws://127.0.0.1:9000", help="the CSMS's OCPP endpoint")
     parser.add_argument("--stations", type=int, default=1000)
     parser.add_argument("--duration", type=float, default=30, help="seconds of traffic")
     parser.add_argument("--meter-values", type=int, default=4, help="MeterValues per transaction")
-    parser.add_argument("--pause", type=float, default=0.0,
-                        help="seconds a station waits between calls (0: as fast as answered)")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds a station waits between calls (0: as fast as answered)",
+    )
     parser.add_argument("--timeout", type=float, default=30, help="seconds to wait for an answer")
     parser.add_argument("--ramp", type=int, default=100, help="stations connected per 50 ms")
     parser.add_argument("--prefix", default="BENCH", help="station id prefix")
