@@ -106,17 +106,19 @@ class OcppGateway:
             await websocket.close(CLOSE_PROTOCOL_ERROR, "no supported OCPP subprotocol")
             return
         connection = StationConnection(station_id, uuid.uuid4().hex, websocket, translator)
-        await self._register(connection)
-        worker = asyncio.create_task(self._answer_calls(connection))
+        worker: asyncio.Task[None] | None = None
         reason = "closed"
         try:
+            await self._register(connection)  # if the store refuses, the handler ends here
+            worker = asyncio.create_task(self._answer_calls(connection))
             await self._read_frames(connection)
         except ConnectionClosed as closed:
             reason = f"closed ({closed.rcvd.code if closed.rcvd else 'no close frame'})"
         finally:
             connection.calls.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await worker
+            if worker is not None:
+                with contextlib.suppress(Exception):
+                    await worker
             await self._unregister(connection, reason)
 
     async def _register(self, connection: StationConnection) -> None:
