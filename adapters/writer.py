@@ -43,8 +43,6 @@ class CommandWriter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="command-writer", daemon=True)
-        self.batches = 0
-        self.commands = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -85,8 +83,6 @@ class CommandWriter:
         except Exception as error:  # the store itself failed: every caller learns it
             log.exception("committing a batch of %d commands failed", len(batch))
             outcomes = [error] * len(batch)
-        self.batches += 1
-        self.commands += len(batch)
         for pending, outcome in zip(batch, outcomes, strict=True):
             # The events are committed either way; a caller whose loop has closed hears nothing.
             with contextlib.suppress(RuntimeError):

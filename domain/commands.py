@@ -6,7 +6,7 @@ A command checks, then triggers events on aggregates held by a unit of work; it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -231,12 +231,12 @@ class StopTransaction:
     meter_stop_wh: int | None
     reason: str | None
     id_token: str | None
-    readings: list[dict[str, Any]] = field(default_factory=list)
-    received_at: datetime | None = None
+    readings: list[dict[str, Any]]
+    received_at: datetime
 
     def execute(self, uow: UnitOfWork) -> bool:
         """True if a known transaction was stopped now or before (a retry changes nothing)."""
-        at = self.received_at or self.stopped_at
+        at = self.received_at
         transaction = uow.get(Transaction, transaction_uuid(self.station_id, self.transaction_key))
         if transaction is None:
             data = {

@@ -24,8 +24,8 @@ class SqlView(PostgresTrackingRecorder):
     def record(self, tracking: Tracking, statements: Sequence[Statement]) -> None:
         """Applies the statements and moves the tracking position, atomically.
 
-        A statement that replays an event already applied is skipped by the tracking check:
-        the insert of an old position fails and the whole transaction rolls back.
+        Applying an event at or before the stored position fails the tracking insert, so the
+        whole transaction rolls back and the view is left as it was.
         """
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt
