@@ -24,11 +24,14 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.ocpp.gateway import OcppGateway
 from adapters.ocpp.v16 import OcppV16
+from adapters.ocpp.v21 import OcppV21
+from adapters.ocpp.v201 import OcppV201
 from adapters.postgres import eventsourcing_env, open_store, schema_lock, start_embedded
 from adapters.projection_host import ProjectionHost
 from adapters.writer import CommandWriter
 from api.app import create_app
 from projections.base import SqlView
+from projections.device_model import DeviceModelProjection, DeviceModelView
 from projections.station_status import StationStatusProjection, StationStatusView
 from projections.transactions import TransactionsProjection, TransactionsView
 
@@ -37,6 +40,7 @@ log = logging.getLogger("csms")
 PROJECTIONS: list[tuple[type[Projection[Any]], type[SqlView]]] = [
     (StationStatusProjection, StationStatusView),
     (TransactionsProjection, TransactionsView),
+    (DeviceModelProjection, DeviceModelView),
 ]
 
 
@@ -88,7 +92,11 @@ async def _serve(settings: Settings, database_url: str) -> None:
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)
     await pool.open()
     gateway = OcppGateway(
-        [OcppV16(settings.heartbeat_interval)],
+        [
+            OcppV21(settings.heartbeat_interval),
+            OcppV201(settings.heartbeat_interval),
+            OcppV16(settings.heartbeat_interval),
+        ],
         writer.submit,
         node=f"{socket.gethostname()}:{os.getpid()}",
         max_frame_bytes=settings.max_frame_bytes,

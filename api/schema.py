@@ -5,21 +5,30 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import strawberry
 from psycopg_pool import AsyncConnectionPool
+from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from projections import queries
 
 MAX_PAGE = 1000
 
+# Connector states that mean "in use", in the finer words some protocols report.
+_OCCUPIED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
+
 
 @strawberry.type
 class Connector:
     evse_id: int
     connector_id: int
-    status: str
+    status: str = strawberry.field(description="The state as the station reported it")
+    availability: str = strawberry.field(
+        description="The same state in one vocabulary for every protocol: "
+        "Available, Occupied, Reserved, Unavailable or Faulted"
+    )
     error_code: str | None
     info: str | None
     vendor_error_code: str | None
@@ -28,7 +37,53 @@ class Connector:
 
 
 @strawberry.type
+class Evse:
+    id: int = strawberry.field(description="0 is the station as a whole")
+    connectors: list[Connector]
+
+
+@strawberry.type
+class Variable:
+    component: str
+    component_instance: str | None
+    evse_id: int | None
+    connector_id: int | None
+    variable: str
+    variable_instance: str | None
+    attribute_type: str = strawberry.field(description="Actual, Target, MinSet or MaxSet")
+    value: str | None
+    mutability: str | None
+    persistent: bool | None
+    constant: bool | None
+    characteristics: JSON | None = strawberry.field(
+        description="Unit, data type, limits and allowed values, as the station reported them"
+    )
+    reported_at: datetime = strawberry.field(description="Station's time of the statement")
+    updated_at: datetime = strawberry.field(description="When the CSMS received it")
+
+    @staticmethod
+    def from_row(row: dict[str, Any]) -> Variable:
+        return Variable(
+            component=row["component"],
+            component_instance=row["component_instance"],
+            evse_id=row["evse_id"],
+            connector_id=row["connector_id"],
+            variable=row["variable"],
+            variable_instance=row["variable_instance"],
+            attribute_type=row["attribute_type"],
+            value=row["value"],
+            mutability=row["mutability"],
+            persistent=row["persistent"],
+            constant=row["constant"],
+            characteristics=row["characteristics"],
+            reported_at=row["reported_at"],
+            updated_at=row["updated_at"],
+        )
+
+
+@strawberry.type
 class Station:
+    uuid: strawberry.Private[UUID]
     id: str
     vendor: str | None
     model: str | None
@@ -44,9 +99,25 @@ class Station:
     log_upload_status: str | None
     connectors: list[Connector]
 
+    @strawberry.field(description="EVSEs with their connectors")
+    def evses(self) -> list[Evse]:
+        by_evse: dict[int, list[Connector]] = {}
+        for connector in self.connectors:
+            by_evse.setdefault(connector.evse_id, []).append(connector)
+        return [Evse(id=evse_id, connectors=found) for evse_id, found in by_evse.items()]
+
+    @strawberry.field(description="The station's variables as it reported them (its device model)")
+    async def variables(
+        self, info: Info, component: str | None = None, variable: str | None = None
+    ) -> list[Variable]:
+        async with _pool(info).connection() as conn:
+            rows = await queries.variables(conn, self.uuid, component, variable)
+        return [Variable.from_row(r) for r in rows]
+
     @staticmethod
     def from_row(row: dict[str, Any]) -> Station:
         return Station(
+            uuid=row["station_uuid"],
             id=row["station_id"],
             vendor=row["vendor"],
             model=row["model"],
@@ -65,6 +136,7 @@ class Station:
                     evse_id=c["evse_id"],
                     connector_id=c["connector_id"],
                     status=c["status"],
+                    availability="Occupied" if c["status"] in _OCCUPIED else c["status"],
                     error_code=c["error_code"],
                     info=c["info"],
                     vendor_error_code=c["vendor_error_code"],
@@ -80,18 +152,25 @@ class Station:
 class Transaction:
     station_id: str
     transaction_id: str = strawberry.field(
-        description="The transaction's id on its station (1.6: the CSMS-assigned number)"
+        description="The transaction's id on its station (CSMS-assigned in 1.6, "
+        "station-assigned in 2.x)"
     )
-    evse_id: int
-    connector_id: int
+    evse_id: int | None
+    connector_id: int | None
     id_token: str | None
-    started_at: datetime
+    token_type: str | None
+    started_at: datetime | None = strawberry.field(description="Station's time of the start")
     stopped_at: datetime | None
     stop_reason: str | None
-    meter_start_wh: int | None
-    meter_stop_wh: int | None
+    charging_state: str | None
+    meter_start_wh: Decimal | None
+    meter_stop_wh: Decimal | None
     energy_wh: Decimal | None = strawberry.field(description="Energy delivered so far, in Wh")
     active: bool
+    missing_seq_nos: list[int] = strawberry.field(
+        description="Sequence numbers of the station's transaction events not received yet"
+    )
+    offline: bool = strawberry.field(description="Some of its events were queued while offline")
 
     @staticmethod
     def from_row(row: dict[str, Any]) -> Transaction:
@@ -101,9 +180,13 @@ class Transaction:
             evse_id=row["evse_id"],
             connector_id=row["connector_id"],
             id_token=row["id_token"],
+            token_type=row["token_type"],
             started_at=row["started_at"],
             stopped_at=row["stopped_at"],
             stop_reason=row["stop_reason"],
+            charging_state=row["charging_state"],
+            missing_seq_nos=row["missing_seq_nos"],
+            offline=row["offline"],
             meter_start_wh=row["meter_start_wh"],
             meter_stop_wh=row["meter_stop_wh"],
             energy_wh=row["energy_wh"],

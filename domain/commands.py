@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from eventsourcing.domain import Aggregate
+
 from domain.ids import transaction_start_uuid, transaction_uuid
 from domain.station import ChargingStation, ConnectorState
-from domain.transaction import Transaction, TransactionStart
+from domain.transaction import REPORT_FIELDS, Transaction, TransactionStart
 from domain.unit_of_work import UnitOfWork
 
 R_co = TypeVar("R_co", covariant=True)
@@ -257,6 +259,78 @@ class StopTransaction:
 
 
 @dataclass(frozen=True)
+class TransactionEventResult:
+    folded: bool  # False for a retry (or a sequence number reused for different content)
+    id_token_status: str | None  # the decision on the id token, if the event carried one
+
+
+@dataclass(frozen=True)
+class RecordTransactionEvent:
+    """One numbered event of a station-numbered transaction; the first one heard opens it.
+
+    Events may come in any order (queued while offline, resent after a reconnect): the
+    transaction is folded from the set of its events, and a resent event changes nothing.
+    """
+
+    station_id: str
+    transaction_key: str
+    seq_no: int
+    kind: str  # Started, Updated or Ended
+    station_time: datetime
+    trigger_reason: str
+    offline: bool
+    evse_id: int | None
+    connector_id: int | None
+    id_token: str | None
+    token_type: str | None
+    charging_state: str | None
+    stop_reason: str | None
+    remote_start_id: int | None
+    reservation_id: int | None
+    readings: list[dict[str, Any]]
+    details: dict[str, Any]
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> TransactionEventResult:
+        transaction_id = transaction_uuid(self.station_id, self.transaction_key)
+        transaction = uow.get(Transaction, transaction_id)
+        if transaction is None:
+            transaction = Transaction.open(self.station_id, self.transaction_key, self.received_at)
+            uow.add(transaction)
+            uow.station(self.station_id)  # a transaction implies its station exists
+        folded = transaction.report(
+            {name: getattr(self, name) for name in REPORT_FIELDS}, self.received_at
+        )
+        return TransactionEventResult(folded, ACCEPTED if self.id_token is not None else None)
+
+
+@dataclass(frozen=True)
+class RecordStationReport:
+    """A report the CSMS keeps as the station told it: `fact` is the station event to record."""
+
+    station_id: str
+    fact: type[Aggregate.Event]
+    fields: dict[str, Any]
+    received_at: datetime
+
+    def execute(self, uow: UnitOfWork) -> None:
+        uow.station(self.station_id).trigger_event(
+            self.fact, timestamp=self.received_at, **self.fields
+        )
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Several commands about one station, committed together or not at all."""
+
+    station_id: str
+    commands: tuple[Command[Any], ...]
+
+    def execute(self, uow: UnitOfWork) -> list[Any]:
+        return [command.execute(uow) for command in self.commands]
+
+
+@dataclass(frozen=True)
 class RecordFirmwareStatus:
     station_id: str
     status: str
@@ -317,7 +391,7 @@ class ReceiveDataTransfer:
     station_id: str
     vendor_id: str
     message_id: str | None
-    data: str | None
+    data: Any
     received_at: datetime
 
     def execute(self, uow: UnitOfWork) -> str:

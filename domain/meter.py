@@ -24,7 +24,11 @@ class SampledValue:
     phase: str | None = None
     location: str | None = None
     context: str | None = None
+    multiplier: int | None = None  # the value is `value` x 10^multiplier `unit`
     signed_data: str | None = None
+    signing_method: str | None = None
+    encoding_method: str | None = None
+    public_key: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
@@ -49,8 +53,8 @@ def energy_register_wh(record: Mapping[str, Any]) -> Decimal | None:
     if factor is None:
         return None
     try:
-        return Decimal(str(record["value"])) * factor
-    except (InvalidOperation, KeyError):
+        return Decimal(str(record["value"])).scaleb(int(record.get("multiplier") or 0)) * factor
+    except (InvalidOperation, KeyError, ValueError):
         return None
 
 

@@ -119,7 +119,94 @@ class ChargingStation(Aggregate):
     class DataTransferReceived(Aggregate.Event):
         vendor_id: str
         message_id: str | None
-        data: str | None
+        data: Any
+        answer: str
+
+    # The station's own model of itself: components (the station, an EVSE, a connector, a
+    # controller...) holding variables, each with attributes (Actual, Target, MinSet, MaxSet).
+
+    class VariablesReported(Aggregate.Event):
+        """One part of a report of the station's variables; `more_to_follow` until the last."""
+
+        request_id: int | None
+        generated_at: datetime
+        seq_no: int
+        more_to_follow: bool
+        variables: list[dict[str, Any]]
+
+    class VariableEventsReported(Aggregate.Event):
+        """Changes the station noticed in its variables: monitors tripping, problems, states."""
+
+        generated_at: datetime
+        seq_no: int
+        more_to_follow: bool
+        events: list[dict[str, Any]]
+
+    # Reports kept as told; the CSMS has no behaviour for them beyond recording (yet).
+
+    class MonitoringReported(Aggregate.Event):
+        request_id: int
+        generated_at: datetime
+        seq_no: int
+        more_to_follow: bool
+        monitors: list[dict[str, Any]]
+
+    class CustomerInformationReported(Aggregate.Event):
+        request_id: int
+        generated_at: datetime
+        seq_no: int
+        more_to_follow: bool
+        data: str
+
+    class DisplayMessagesReported(Aggregate.Event):
+        request_id: int
+        more_to_follow: bool
+        messages: list[dict[str, Any]]
+
+    class ChargingLimitReported(Aggregate.Event):
+        """A limit set by someone other than the CSMS (grid operator, local energy manager)."""
+
+        source: str
+        evse_id: int | None
+        grid_critical: bool | None
+        details: dict[str, Any]
+
+    class ChargingLimitCleared(Aggregate.Event):
+        source: str
+        evse_id: int | None
+
+    class ChargingProfilesReported(Aggregate.Event):
+        request_id: int
+        source: str
+        evse_id: int
+        more_to_follow: bool
+        profiles: list[dict[str, Any]]
+
+    class EVChargingNeedsReported(Aggregate.Event):
+        evse_id: int
+        needs: dict[str, Any]
+        answer: str
+
+    class EVChargingScheduleReported(Aggregate.Event):
+        evse_id: int
+        time_base: datetime
+        schedule: dict[str, Any]
+        answer: str
+
+    class ReservationStatusReported(Aggregate.Event):
+        reservation_id: int
+        status: str
+
+    class FirmwarePublicationStatusReported(Aggregate.Event):
+        status: str
+        request_id: int | None
+        locations: list[str]
+
+    class CertificateServiceRefused(Aggregate.Event):
+        """The station asked for a certificate service the CSMS does not offer."""
+
+        service: str  # signing, ev-contract, ocsp-status
+        request: dict[str, Any]
         answer: str
 
     @event(Registered)

@@ -1,7 +1,14 @@
-"""The transaction aggregate: one charging session on one connector, and its meter evidence."""
+"""The transaction aggregate: one charging session on one connector, and its meter evidence.
+
+A transaction is numbered either by the CSMS (it answers the start with a number) or by the
+station (it names the transaction in every event it reports). A station-numbered transaction is
+told as a sequence of numbered events that may arrive late, out of order or twice; its state is
+folded from the set of events received, so the order they arrived in does not matter.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,6 +18,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.ids import transaction_start_uuid, transaction_uuid
 from domain.meter import last_energy_register_wh
+from domain.transaction_events import ReportedEvent, summarize
 
 
 class Transaction(Aggregate):
@@ -25,6 +33,40 @@ class Transaction(Aggregate):
         meter_start_wh: int | None
         started_at: datetime
         reservation_id: int | None
+
+    class Opened(Aggregate.Created):
+        """A station-numbered transaction was first heard of (by any of its events)."""
+
+        station_id: str
+        transaction_key: str
+
+    class EventReported(Aggregate.Event):
+        """One numbered event of a station-numbered transaction, as the station told it."""
+
+        seq_no: int
+        kind: str  # Started, Updated or Ended
+        station_time: datetime
+        trigger_reason: str
+        offline: bool
+        evse_id: int | None
+        connector_id: int | None
+        id_token: str | None
+        token_type: str | None
+        charging_state: str | None
+        stop_reason: str | None
+        remote_start_id: int | None
+        reservation_id: int | None
+        readings: list[dict[str, Any]]
+        details: dict[str, Any]  # the rest of what the station said, verbatim
+
+        def apply(self, transaction: Transaction) -> None:
+            transaction.fold({name: getattr(self, name) for name in REPORT_FIELDS})
+
+    class EventConflicted(Aggregate.Event):
+        """The station reused a sequence number for different content; kept, not folded."""
+
+        seq_no: int
+        content: dict[str, Any]
 
     class MeterValuesAdded(Aggregate.Event):
         readings: list[dict[str, Any]]
@@ -48,25 +90,41 @@ class Transaction(Aggregate):
         self,
         station_id: str,
         transaction_key: str,
-        evse_id: int,
-        connector_id: int,
-        id_token: str | None,
-        meter_start_wh: int | None,
-        started_at: datetime,
-        reservation_id: int | None,
+        evse_id: int | None = None,
+        connector_id: int | None = None,
+        id_token: str | None = None,
+        meter_start_wh: int | None = None,
+        started_at: datetime | None = None,
+        reservation_id: int | None = None,
     ) -> None:
         self.station_id = station_id
         self.transaction_key = transaction_key
         self.evse_id = evse_id
         self.connector_id = connector_id
         self.id_token = id_token
-        self.meter_start_wh = meter_start_wh
+        self.meter_start_wh: Decimal | int | None = meter_start_wh
         self.started_at = started_at
         self.reservation_id = reservation_id
         self.readings: list[dict[str, Any]] = []
         self.stopped_at: datetime | None = None
-        self.meter_stop_wh: int | None = None
+        self.meter_stop_wh: Decimal | int | None = None
         self.stop_reason: str | None = None
+        self.reported: dict[int, dict[str, Any]] = {}  # station-numbered: events by seq_no
+        self._folded: dict[int, ReportedEvent] = {}
+        self.token_type: str | None = None
+        self.charging_state: str | None = None
+        self.missing_seq_nos: list[int] = []
+
+    @classmethod
+    def open(cls, station_id: str, transaction_key: str, at: datetime) -> Transaction:
+        """A station-numbered transaction, before any of its events is folded in."""
+        return cls._create(
+            cls.Opened,
+            id=transaction_uuid(station_id, transaction_key),
+            station_id=station_id,
+            transaction_key=transaction_key,
+            timestamp=at,
+        )
 
     @staticmethod
     def create_id(station_id: str, transaction_key: str, **_: Any) -> UUID:
@@ -87,6 +145,39 @@ class Transaction(Aggregate):
         if end is None or self.meter_start_wh is None:
             return None
         return end - self.meter_start_wh
+
+    def report(self, fields: dict[str, Any], at: datetime) -> bool:
+        """Folds in one numbered event; False if it was known already (a retry changes nothing).
+
+        A different event under a sequence number already taken is kept as a conflict.
+        """
+        seq_no = fields["seq_no"]
+        known = self.reported.get(seq_no)
+        if known is None:
+            self.trigger_event(self.EventReported, timestamp=at, **fields)
+            return True
+        if known != fields:
+            self.trigger_event(self.EventConflicted, seq_no=seq_no, content=fields, timestamp=at)
+        return False
+
+    def fold(self, fields: dict[str, Any]) -> None:
+        seq_no = fields["seq_no"]
+        self.reported[seq_no] = fields
+        self._folded[seq_no] = ReportedEvent.of(fields)
+        self.readings = [r for n in sorted(self.reported) for r in self.reported[n]["readings"]]
+        summary = summarize(self._folded.values())
+        self.evse_id = summary.evse_id
+        self.connector_id = summary.connector_id
+        self.id_token = summary.id_token
+        self.token_type = summary.token_type
+        self.started_at = summary.started_at
+        self.stopped_at = summary.stopped_at
+        self.stop_reason = summary.stop_reason
+        self.meter_start_wh = summary.meter_start_wh
+        self.meter_stop_wh = summary.meter_stop_wh
+        self.charging_state = summary.charging_state
+        self.reservation_id = summary.reservation_id
+        self.missing_seq_nos = summary.missing_seq_nos
 
     def add_meter_values(self, readings: list[dict[str, Any]], at: datetime) -> None:
         fresh = [r for r in readings if r not in self.readings]  # a resent message adds nothing
@@ -113,6 +204,14 @@ class Transaction(Aggregate):
             timestamp=at,
         )
         return True
+
+
+_BASE_FIELDS = {field.name for field in dataclasses.fields(Aggregate.Event)}
+REPORT_FIELDS = tuple(
+    field.name
+    for field in dataclasses.fields(Transaction.EventReported)
+    if field.name not in _BASE_FIELDS
+)
 
 
 class TransactionStart(Aggregate):

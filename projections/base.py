@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
+from psycopg import Cursor
 from psycopg.sql import SQL, Composed
 
 Statement = tuple[str, dict[str, Any]]
+Work = Callable[[Cursor[Any]], None]
 
 
 class SqlView(PostgresTrackingRecorder):
@@ -22,13 +24,21 @@ class SqlView(PostgresTrackingRecorder):
         self.sql_create_statements.extend(Composed([SQL(ddl)]) for ddl in self.tables)  # type: ignore[arg-type]
 
     def record(self, tracking: Tracking, statements: Sequence[Statement]) -> None:
-        """Applies the statements and moves the tracking position, atomically.
+        """Applies the statements and moves the tracking position, atomically."""
+
+        def apply(cursor: Cursor[Any]) -> None:
+            for sql, params in statements:
+                cursor.execute(sql, params)  # type: ignore[arg-type]
+
+        self.record_with(tracking, apply)
+
+    def record_with(self, tracking: Tracking, work: Work) -> None:
+        """Does the work (which may read the view) and moves the tracking position, atomically.
 
         Applying an event at or before the stored position fails the tracking insert, so the
         whole transaction rolls back and the view is left as it was.
         """
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt
-            for sql, params in statements:
-                cursor.execute(sql, params)  # type: ignore[arg-type]
+            work(cursor)
             self._insert_tracking(cursor, tracking)

@@ -53,5 +53,25 @@ async def transactions(
     sql = "SELECT * FROM transactions"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY started_at DESC, transaction_key DESC LIMIT %s"
+    sql += " ORDER BY started_at DESC NULLS LAST, transaction_key DESC LIMIT %s"
     return await _fetch(conn, sql, [*params, limit])
+
+
+async def variables(
+    conn: AsyncConnection[Any],
+    station_uuid: Any,
+    component: str | None = None,
+    variable: str | None = None,
+) -> list[Row]:
+    """A station's variable attributes, by component, EVSE, connector and variable."""
+    sql = "SELECT * FROM station_variables WHERE station_uuid = %s"
+    params: list[Any] = [station_uuid]
+    for column, value in (("component", component), ("variable", variable)):
+        if value is not None:
+            sql += f" AND {column} = %s"
+            params.append(value)
+    sql += (
+        " ORDER BY component, component_instance NULLS FIRST, evse_id NULLS FIRST,"
+        " connector_id NULLS FIRST, variable, variable_instance NULLS FIRST, attribute_type"
+    )
+    return await _fetch(conn, sql, params)

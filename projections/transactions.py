@@ -1,4 +1,9 @@
-"""Transactions: one row per transaction, with its energy so far."""
+"""Transactions: one row per transaction, with its energy so far.
+
+A CSMS-numbered transaction is folded event by event. A station-numbered one keeps what each
+of its events said in `transaction_reports` and is summarised from all of them after each, with
+the domain's own rules, so its row does not depend on the order the events arrived in.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,12 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
+from psycopg import Cursor
+from psycopg.types.json import Jsonb
 
 from domain.meter import last_energy_register_wh
-from domain.transaction import Transaction
+from domain.transaction import REPORT_FIELDS, Transaction
+from domain.transaction_events import ReportedEvent, summarize
 from projections.base import SqlView
 
 
@@ -20,18 +28,35 @@ class TransactionsView(SqlView):
             transaction_uuid uuid PRIMARY KEY,
             station_id text NOT NULL,
             transaction_key text NOT NULL,
-            evse_id integer NOT NULL,
-            connector_id integer NOT NULL,
+            evse_id integer,
+            connector_id integer,
             id_token text,
-            started_at timestamptz NOT NULL,
+            token_type text,
+            started_at timestamptz,
             stopped_at timestamptz,
             stop_reason text,
-            meter_start_wh bigint,
-            meter_stop_wh bigint,
+            charging_state text,
+            meter_start_wh numeric,
+            meter_stop_wh numeric,
             last_register_wh numeric,
             energy_wh numeric,
+            missing_seq_nos integer[] NOT NULL DEFAULT '{}',
+            offline boolean NOT NULL DEFAULT false,
             updated_at timestamptz NOT NULL,
             UNIQUE (station_id, transaction_key))""",
+        # A table made by an earlier version gains what station-numbered transactions need.
+        """ALTER TABLE transactions ALTER COLUMN evse_id DROP NOT NULL,
+            ALTER COLUMN connector_id DROP NOT NULL, ALTER COLUMN started_at DROP NOT NULL,
+            ALTER COLUMN meter_start_wh TYPE numeric, ALTER COLUMN meter_stop_wh TYPE numeric,
+            ADD COLUMN IF NOT EXISTS token_type text,
+            ADD COLUMN IF NOT EXISTS charging_state text,
+            ADD COLUMN IF NOT EXISTS missing_seq_nos integer[] NOT NULL DEFAULT '{}',
+            ADD COLUMN IF NOT EXISTS offline boolean NOT NULL DEFAULT false""",
+        """CREATE TABLE IF NOT EXISTS transaction_reports (
+            transaction_uuid uuid NOT NULL,
+            seq_no integer NOT NULL,
+            reported jsonb NOT NULL,
+            PRIMARY KEY (transaction_uuid, seq_no))""",
         "CREATE INDEX IF NOT EXISTS transactions_by_station "
         "ON transactions (station_id, started_at DESC)",
         "CREATE INDEX IF NOT EXISTS transactions_active ON transactions (station_id) "
@@ -46,11 +71,55 @@ VALUES (%(id)s, %(station)s, %(key)s, %(evse)s, %(connector)s, %(token)s, %(star
     %(meter)s, CASE WHEN %(meter)s::bigint IS NULL THEN NULL ELSE 0 END, %(at)s)"""
 
 
+_OPEN = """
+INSERT INTO transactions (transaction_uuid, station_id, transaction_key, updated_at)
+VALUES (%(id)s, %(station)s, %(key)s, %(at)s)"""
+
+_SUMMARY = """
+UPDATE transactions SET evse_id = %(evse_id)s, connector_id = %(connector_id)s,
+    id_token = %(id_token)s, token_type = %(token_type)s, started_at = %(started_at)s,
+    stopped_at = %(stopped_at)s, stop_reason = %(stop_reason)s,
+    charging_state = %(charging_state)s, meter_start_wh = %(meter_start_wh)s,
+    meter_stop_wh = %(meter_stop_wh)s, last_register_wh = %(last_register_wh)s,
+    energy_wh = %(energy_wh)s, missing_seq_nos = %(missing_seq_nos)s, offline = %(offline)s,
+    updated_at = %(at)s
+WHERE transaction_uuid = %(id)s"""
+
+
+def _fold_report(event: Transaction.EventReported, cursor: Cursor[Any]) -> None:
+    reported = ReportedEvent.of({name: getattr(event, name) for name in REPORT_FIELDS})
+    cursor.execute(
+        "INSERT INTO transaction_reports (transaction_uuid, seq_no, reported) "
+        "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        (event.originator_id, event.seq_no, Jsonb(reported.to_record())),
+    )
+    cursor.execute(
+        "SELECT reported FROM transaction_reports WHERE transaction_uuid = %s",
+        (event.originator_id,),
+    )
+    summary = summarize(ReportedEvent.from_record(row["reported"]) for row in cursor.fetchall())
+    cursor.execute(
+        _SUMMARY,
+        {
+            **summary.__dict__,
+            "energy_wh": summary.energy_wh,
+            "id": event.originator_id,
+            "at": event.timestamp,
+        },
+    )
+
+
 class TransactionsProjection(Projection[TransactionsView]):
     name = "transactions"
     topics = tuple(
         get_topic(cls)
-        for cls in (Transaction.Started, Transaction.MeterValuesAdded, Transaction.Stopped)
+        for cls in (
+            Transaction.Started,
+            Transaction.MeterValuesAdded,
+            Transaction.Stopped,
+            Transaction.Opened,
+            Transaction.EventReported,
+        )
     )
 
     @singledispatchmethod
@@ -115,3 +184,24 @@ class TransactionsProjection(Projection[TransactionsView]):
                 )
             ],
         )
+
+    @process_event.register
+    def _(self, event: Transaction.Opened, tracking: Tracking) -> None:
+        self.view.record(
+            tracking,
+            [
+                (
+                    _OPEN,
+                    {
+                        "id": event.originator_id,
+                        "station": event.station_id,
+                        "key": event.transaction_key,
+                        "at": event.timestamp,
+                    },
+                )
+            ],
+        )
+
+    @process_event.register
+    def _(self, event: Transaction.EventReported, tracking: Tracking) -> None:
+        self.view.record_with(tracking, lambda cursor: _fold_report(event, cursor))

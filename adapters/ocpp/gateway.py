@@ -24,7 +24,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from adapters.ocpp import rpc
-from adapters.ocpp.rpc import Call, Fault, RpcError
+from adapters.ocpp.rpc import Call, CallResultError, Fault, RpcError
 from adapters.ocpp.times import now
 from adapters.ocpp.translator import Inbound, Submit, Translator
 from domain import commands as cmd
@@ -155,13 +155,21 @@ class OcppGateway:
         version = connection.translator.version
         async for text in connection.websocket:
             try:
-                frame = rpc.parse_frame(text)
+                frame = rpc.parse_frame(text, version)
             except RpcError as error:
                 log.warning("%s: bad frame %.200r: %s", connection.station_id, text, error)
                 await connection.websocket.send(error.frame(version))
                 continue
             if isinstance(frame, Call):
                 connection.calls.put_nowait(frame)
+            elif isinstance(frame, CallResultError):
+                log.warning(
+                    "%s: the station refused our answer to %s: %s %s",
+                    connection.station_id,
+                    frame.message_id,
+                    frame.code,
+                    frame.description,
+                )
             else:
                 log.info(
                     "%s: unexpected %s %s",
@@ -173,6 +181,8 @@ class OcppGateway:
     async def _answer_calls(self, connection: StationConnection) -> None:
         while (call := await connection.calls.get()) is not None:
             reply = await self._answer(connection, call)
+            if not call.expects_reply:
+                continue  # a SEND is never answered, not even with an error
             try:
                 await connection.websocket.send(reply)
             except ConnectionClosed:

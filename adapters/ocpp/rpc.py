@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -16,6 +17,7 @@ from jsonschema.exceptions import ValidationError as SchemaError
 from ocpp.messages import get_validator
 
 CALL, CALL_RESULT, CALL_ERROR = 2, 3, 4
+CALL_RESULT_ERROR, SEND = 5, 6  # OCPP 2.1 only
 UNKNOWN_MESSAGE_ID = "-1"  # answers a frame whose message id cannot be read
 
 
@@ -32,6 +34,8 @@ class Fault(Enum):
     OCCURRENCE_CONSTRAINT = "OccurrenceConstraintViolation"
     TYPE_CONSTRAINT = "TypeConstraintViolation"
     GENERIC = "GenericError"
+    RPC_FRAMEWORK = "RpcFrameworkError"  # 2.x: not a readable RPC frame
+    MESSAGE_TYPE_NOT_SUPPORTED = "MessageTypeNotSupported"  # 2.x
 
     def code(self, version: str) -> str:
         if version == "1.6":
@@ -39,9 +43,12 @@ class Fault(Enum):
         return self.value
 
 
+# 1.6 spells two codes differently and has no code for an unreadable frame or an unknown type.
 _V16_NAMES = {
     Fault.FORMAT: "FormationViolation",
     Fault.OCCURRENCE_CONSTRAINT: "OccurenceConstraintViolation",
+    Fault.RPC_FRAMEWORK: "ProtocolError",
+    Fault.MESSAGE_TYPE_NOT_SUPPORTED: "ProtocolError",
 }
 
 # jsonschema keyword that failed -> the OCPP-J error it means
@@ -79,9 +86,12 @@ class RpcError(Exception):
 
 @dataclass(frozen=True)
 class Call:
+    """A request; a SEND (2.1) is one that must never be answered, not even with an error."""
+
     message_id: str
     action: str
     payload: dict[str, Any]
+    expects_reply: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,36 +108,65 @@ class CallError:
     details: dict[str, Any]
 
 
-Frame = Call | CallResult | CallError
+@dataclass(frozen=True)
+class CallResultError:
+    """2.1: the station could not accept our CALLRESULT."""
+
+    message_id: str
+    code: str
+    description: str
+    details: dict[str, Any]
 
 
-def parse_frame(text: str | bytes) -> Frame:
-    """A frame as a message, or RpcError saying why it is not one."""
+Frame = Call | CallResult | CallError | CallResultError
+_TYPES = (CALL, CALL_RESULT, CALL_ERROR)
+_TYPES_V21 = (*_TYPES, CALL_RESULT_ERROR, SEND)
+
+
+def parse_frame(text: str | bytes, version: str) -> Frame:
+    """A frame as a message, or RpcError saying why it is not one.
+
+    Numbers with a fraction are read as Decimal, so a meter value keeps every digit it was sent
+    with. CALLRESULTERROR and SEND exist from OCPP 2.1 on.
+    """
+    unreadable = Fault.FORMAT if version == "1.6" else Fault.RPC_FRAMEWORK
     try:
-        message = json.loads(text)
+        message = json.loads(text, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError) as error:
-        raise RpcError(Fault.FORMAT, f"frame is not valid JSON: {error}") from None
+        raise RpcError(unreadable, f"frame is not valid JSON: {error}") from None
     if not isinstance(message, list) or not message:
-        raise RpcError(Fault.PROTOCOL, "frame is not a JSON array [MessageTypeId, ...]")
+        raise RpcError(Fault.RPC_FRAMEWORK, "frame is not a JSON array [MessageTypeId, ...]")
     type_id = message[0]
     message_id = message[1] if len(message) > 1 and isinstance(message[1], str) else None
     if message_id is None or not 0 < len(message_id) <= 36:
-        raise RpcError(Fault.PROTOCOL, "message id missing, not a string, or over 36 characters")
-    if type_id == CALL and len(message) == 4:
+        raise RpcError(
+            Fault.RPC_FRAMEWORK, "message id missing, not a string, or over 36 characters"
+        )
+    if type_id not in (_TYPES_V21 if version == "2.1" else _TYPES):
+        raise RpcError(
+            Fault.MESSAGE_TYPE_NOT_SUPPORTED, f"unknown message type {type_id!r}", message_id
+        )
+    frame = _frame(type_id, message_id, message)
+    if frame is None:
+        raise RpcError(
+            Fault.RPC_FRAMEWORK, f"wrong elements for message type {type_id}", message_id
+        )
+    return frame
+
+
+def _frame(type_id: int, message_id: str, message: list[Any]) -> Frame | None:
+    if type_id in (CALL, SEND) and len(message) == 4:
         _, _, action, payload = message
         if not isinstance(action, str) or not isinstance(payload, dict):
-            raise RpcError(
-                Fault.FORMAT, "CALL needs an action name and a payload object", message_id
-            )
-        return Call(message_id, action, payload)
+            raise RpcError(Fault.FORMAT, "needs an action name and a payload object", message_id)
+        return Call(message_id, action, payload, expects_reply=type_id == CALL)
     if type_id == CALL_RESULT and len(message) == 3 and isinstance(message[2], dict):
         return CallResult(message_id, message[2])
-    if type_id == CALL_ERROR and len(message) == 5:
+    if type_id in (CALL_ERROR, CALL_RESULT_ERROR) and len(message) == 5:
         details = message[4] if isinstance(message[4], dict) else {}
-        return CallError(message_id, str(message[2]), str(message[3]), details)
-    raise RpcError(
-        Fault.PROTOCOL, f"unknown message type or wrong element count: {type_id!r}", message_id
-    )
+        error_class = CallError if type_id == CALL_ERROR else CallResultError
+        return error_class(message_id, str(message[2]), str(message[3]), details)
+    return None
 
 
 def validate_call(version: str, call: Call) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from adapters.ocpp.rpc import Call
+from adapters.ocpp import rpc
+from adapters.ocpp.rpc import Call, Fault, RpcError
 from domain.commands import Command
 
 Submit = Callable[[Command[Any]], Awaitable[Any]]
@@ -32,3 +33,36 @@ class Translator(Protocol):
         Raises RpcError for a call it will not answer with a result.
         """
         ...
+
+
+Handler = Callable[[Any, Inbound, Submit], Awaitable[dict[str, Any]]]
+
+
+class Dispatcher:
+    """Answers a CALL with the handler registered for its action, after schema validation.
+
+    An action the version defines but a CSMS does not handle is NotSupported; one the version
+    does not define at all is NotImplemented (the OCPP-J error table, not the `ocpp` package's).
+    """
+
+    version: str
+    known_actions: frozenset[str]
+    handlers: Mapping[str, Handler]
+
+    async def answer(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
+        call = inbound.call
+        handler = self.handlers.get(call.action)
+        if handler is None:
+            if call.action in self.known_actions:
+                raise RpcError(
+                    Fault.NOT_SUPPORTED,
+                    f"{call.action} is not handled by this CSMS over OCPP {self.version}",
+                    call.message_id,
+                )
+            raise RpcError(
+                Fault.NOT_IMPLEMENTED,
+                f"{call.action} is not an OCPP {self.version} action",
+                call.message_id,
+            )
+        rpc.validate_call(self.version, call)
+        return await handler(self, inbound, submit)

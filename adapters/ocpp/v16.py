@@ -7,22 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ocpp.v16.enums import Action
 
-from adapters.ocpp import rpc
-from adapters.ocpp.rpc import Fault, RpcError
+from adapters.ocpp.certificates import refuse_signing
 from adapters.ocpp.times import format_time, now, parse_time
-from adapters.ocpp.translator import Inbound, Submit
+from adapters.ocpp.translator import Dispatcher, Inbound, Submit
 from domain import commands as cmd
 from domain.commands import BootResult, StartResult
 from domain.meter import MeterReading, SampledValue
-
-KNOWN_ACTIONS = frozenset(action.value for action in Action)
-
-Handler = Callable[["OcppV16", Inbound, Submit], Awaitable[dict[str, Any]]]
 
 
 def _evse(connector_id: int) -> tuple[int, int]:
@@ -56,28 +50,13 @@ def readings(meter_values: list[dict[str, Any]], message_id: str) -> list[dict[s
     return records
 
 
-class OcppV16:
+class OcppV16(Dispatcher):
     version = "1.6"
     subprotocol = "ocpp1.6"
+    known_actions = frozenset(action.value for action in Action)
 
     def __init__(self, heartbeat_interval: int = 300) -> None:
         self.heartbeat_interval = heartbeat_interval
-
-    async def answer(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        call = inbound.call
-        handler = _HANDLERS.get(call.action)
-        if handler is None:
-            if call.action in KNOWN_ACTIONS:
-                raise RpcError(
-                    Fault.NOT_SUPPORTED,
-                    f"{call.action} is not sent to a central system",
-                    call.message_id,
-                )
-            raise RpcError(
-                Fault.NOT_IMPLEMENTED, f"{call.action} is not an OCPP 1.6 action", call.message_id
-            )
-        rpc.validate_call(self.version, call)
-        return await handler(self, inbound, submit)
 
     async def boot_notification(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload
@@ -245,8 +224,11 @@ class OcppV16:
         )
         return {}
 
+    async def sign_certificate(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
+        return await refuse_signing(inbound, submit)
 
-_HANDLERS: dict[str, Handler] = {
+
+OcppV16.handlers = {
     Action.authorize.value: OcppV16.authorize,
     Action.boot_notification.value: OcppV16.boot_notification,
     Action.data_transfer.value: OcppV16.data_transfer,
@@ -260,4 +242,5 @@ _HANDLERS: dict[str, Handler] = {
     Action.security_event_notification.value: OcppV16.security_event,
     Action.log_status_notification.value: OcppV16.log_status,
     Action.signed_firmware_status_notification.value: OcppV16.firmware_status,
+    Action.sign_certificate.value: OcppV16.sign_certificate,
 }
