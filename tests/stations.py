@@ -44,6 +44,8 @@ class Station(Protocol):
     async def log_status(self, status: str, request_id: int) -> None: ...
     async def data_transfer(self, vendor_id: str, message_id: str, data: str) -> str: ...
     async def security_event(self, kind: str, info: str, at: str) -> None: ...
+    async def send(self, request: Any) -> Any: ...
+    async def resend(self) -> Any: ...
 
 
 def energy(at: str, value: str, unit: str = "Wh") -> dict[str, Any]:
@@ -70,15 +72,27 @@ def energy2(at: str, value: float, unit: str = "Wh", context: str | None = None)
     return {"timestamp": at, "sampledValue": [register, power]}
 
 
-class Station16:
-    protocol = "ocpp1.6"
-    station_connectors = ((0, 0), (1, 1), (2, 1))
+class Client:
+    """Remembers the last request, so a test can resend it as a station does after a reconnect."""
 
     def __init__(self, client: ChargePoint) -> None:
         self.client = client
+        self.last: Any = None
+
+    async def send(self, request: Any) -> Any:
+        self.last = request
+        return await self.client.call(request, suppress=False)
+
+    async def resend(self) -> Any:
+        return await self.send(self.last)
+
+
+class Station16(Client):
+    protocol = "ocpp1.6"
+    station_connectors = ((0, 0), (1, 1), (2, 1))
 
     async def boot(self, vendor: str, model: str, serial: str, firmware: str) -> str:
-        answer = await self.client.call(
+        answer = await self.send(
             call16.BootNotification(
                 charge_point_vendor=vendor,
                 charge_point_model=model,
@@ -90,22 +104,22 @@ class Station16:
         return str(answer.status)
 
     async def heartbeat(self) -> str:
-        return str((await self.client.call(call16.Heartbeat())).current_time)
+        return str((await self.send(call16.Heartbeat())).current_time)
 
     async def status(self, evse: int, connector: int, status: str, at: str) -> None:
         """`Occupied` in 1.6 words is one of several states; charging is the common one."""
         status = "Charging" if status == "Occupied" else status
-        await self.client.call(
+        await self.send(
             call16.StatusNotification(
                 connector_id=evse, error_code="NoError", status=status, timestamp=at
             )
         )
 
     async def authorize(self, token: str) -> str:
-        return str((await self.client.call(call16.Authorize(id_tag=token))).id_tag_info["status"])
+        return str((await self.send(call16.Authorize(id_tag=token))).id_tag_info["status"])
 
     async def start(self, evse: int, token: str, meter_wh: int, at: str) -> str:
-        answer = await self.client.call(
+        answer = await self.send(
             call16.StartTransaction(
                 connector_id=evse, id_tag=token, meter_start=meter_wh, timestamp=at
             )
@@ -114,7 +128,7 @@ class Station16:
         return str(answer.transaction_id)
 
     async def meter(self, tx: str, evse: int, at: str, value: str, unit: str) -> None:
-        await self.client.call(
+        await self.send(
             call16.MeterValues(
                 connector_id=evse, transaction_id=int(tx), meter_value=[energy(at, value, unit)]
             )
@@ -123,7 +137,7 @@ class Station16:
     async def stop(
         self, tx: str, evse: int, meter_wh: int, at: str, reason: str, token: str | None
     ) -> None:
-        answer = await self.client.call(
+        answer = await self.send(
             call16.StopTransaction(
                 meter_stop=meter_wh,
                 timestamp=at,
@@ -137,32 +151,30 @@ class Station16:
             assert answer.id_tag_info["status"] == "Accepted"
 
     async def firmware_status(self, status: str) -> None:
-        await self.client.call(call16.FirmwareStatusNotification(status="Idle"))
-        await self.client.call(call16.SignedFirmwareStatusNotification(status=status, request_id=8))
+        await self.send(call16.FirmwareStatusNotification(status="Idle"))
+        await self.send(call16.SignedFirmwareStatusNotification(status=status, request_id=8))
 
     async def log_status(self, status: str, request_id: int) -> None:
-        await self.client.call(call16.DiagnosticsStatusNotification(status="Idle"))
-        await self.client.call(call16.LogStatusNotification(status=status, request_id=request_id))
+        await self.send(call16.DiagnosticsStatusNotification(status="Idle"))
+        await self.send(call16.LogStatusNotification(status=status, request_id=request_id))
 
     async def data_transfer(self, vendor_id: str, message_id: str, data: str) -> str:
-        answer = await self.client.call(
+        answer = await self.send(
             call16.DataTransfer(vendor_id=vendor_id, message_id=message_id, data=data)
         )
         return str(answer.status)
 
     async def security_event(self, kind: str, info: str, at: str) -> None:
-        await self.client.call(
-            call16.SecurityEventNotification(type=kind, tech_info=info, timestamp=at)
-        )
+        await self.send(call16.SecurityEventNotification(type=kind, tech_info=info, timestamp=at))
 
 
-class Station2x:
+class Station2x(Client):
     """A 2.0.1 or 2.1 station: they differ here only in their schemas."""
 
     station_connectors = ((1, 1), (2, 1))
 
     def __init__(self, client: ChargePoint, protocol: str, calls: ModuleType) -> None:
-        self.client = client
+        super().__init__(client)
         self.protocol = protocol
         self.call = calls
         self.seq: dict[str, int] = {}
@@ -174,24 +186,24 @@ class Station2x:
             "serialNumber": serial,
             "firmwareVersion": firmware,
         }
-        answer = await self.client.call(
+        answer = await self.send(
             self.call.BootNotification(charging_station=station, reason="PowerUp")
         )
         assert answer.interval > 0 and answer.current_time.endswith("Z")
         return str(answer.status)
 
     async def heartbeat(self) -> str:
-        return str((await self.client.call(self.call.Heartbeat())).current_time)
+        return str((await self.send(self.call.Heartbeat())).current_time)
 
     async def status(self, evse: int, connector: int, status: str, at: str) -> None:
-        await self.client.call(
+        await self.send(
             self.call.StatusNotification(
                 timestamp=at, connector_status=status, evse_id=evse, connector_id=connector
             )
         )
 
     async def authorize(self, token: str) -> str:
-        answer = await self.client.call(
+        answer = await self.send(
             self.call.Authorize(id_token={"idToken": token, "type": "ISO14443"})
         )
         return str(answer.id_token_info["status"])
@@ -201,7 +213,7 @@ class Station2x:
         seq_no = self.seq.get(tx, -1) + 1
         self.seq[tx] = seq_no
         info = {"transactionId": tx, **fields.pop("info", {})}
-        return await self.client.call(
+        return await self.send(
             self.call.TransactionEvent(
                 event_type=kind, seq_no=seq_no, transaction_info=info, **fields
             )
@@ -249,21 +261,19 @@ class Station2x:
         )
 
     async def firmware_status(self, status: str) -> None:
-        await self.client.call(self.call.FirmwareStatusNotification(status=status, request_id=8))
+        await self.send(self.call.FirmwareStatusNotification(status=status, request_id=8))
 
     async def log_status(self, status: str, request_id: int) -> None:
-        await self.client.call(
-            self.call.LogStatusNotification(status=status, request_id=request_id)
-        )
+        await self.send(self.call.LogStatusNotification(status=status, request_id=request_id))
 
     async def data_transfer(self, vendor_id: str, message_id: str, data: str) -> str:
-        answer = await self.client.call(
+        answer = await self.send(
             self.call.DataTransfer(vendor_id=vendor_id, message_id=message_id, data=data)
         )
         return str(answer.status)
 
     async def security_event(self, kind: str, info: str, at: str) -> None:
-        await self.client.call(
+        await self.send(
             self.call.SecurityEventNotification(type=kind, tech_info=info, timestamp=at)
         )
 

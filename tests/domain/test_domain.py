@@ -131,6 +131,9 @@ def test_a_batch_commits_many_commands_at_once(app: CSMS) -> None:
         ([reading(1, "7", phase="L1")], None),  # a phase register is not the total
         ([reading(1, "7", measurand="Power.Active.Import", unit="W")], None),
         ([reading(1, "garbage")], None),
+        ([reading(1, "14.5", "kWh", multiplier=0)], Decimal(14500)),
+        ([reading(1, "145", "Wh", multiplier=2)], Decimal(14500)),  # 145 x 10^2 Wh
+        ([reading(1, "14500", "Wh", multiplier=-3)], Decimal("14.5")),
         ([], None),
     ],
 )

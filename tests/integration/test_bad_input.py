@@ -28,25 +28,34 @@ async def raw16(shared_server: ServerProcess) -> Any:
         yield ws
 
 
-@pytest.mark.parametrize(
-    ("frame", "message_id", "code"),
-    [
-        ("{not json", "-1", "FormationViolation"),
-        ('{"a": 1}', "-1", "ProtocolError"),
-        ("[2]", "-1", "ProtocolError"),
-        ('[7, "m2", "Heartbeat", {}]', "m2", "ProtocolError"),
-        ('[2, "m3", "Heartbeat"]', "m3", "ProtocolError"),
-        ('[2, "m4", "Heartbeat", []]', "m4", "FormationViolation"),
-    ],
-)
+# frame, message id answered, error code in 1.6, error code in 2.0.1 and 2.1
+MALFORMED = [
+    ("{not json", "-1", "FormationViolation", "RpcFrameworkError"),
+    ('{"a": 1}', "-1", "ProtocolError", "RpcFrameworkError"),
+    ("[2]", "-1", "ProtocolError", "RpcFrameworkError"),
+    ('[7, "m2", "Heartbeat", {}]', "m2", "ProtocolError", "MessageTypeNotSupported"),
+    ('[2, "m3", "Heartbeat"]', "m3", "ProtocolError", "RpcFrameworkError"),
+    ('[2, "m4", "Heartbeat", []]', "m4", "FormationViolation", "FormatViolation"),
+]
+
+
+@pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"])
+@pytest.mark.parametrize(("frame", "message_id", "code16", "code2x"), MALFORMED)
 async def test_malformed_frames_get_a_call_error_and_the_connection_lives(
-    raw16: Any, frame: str, message_id: str, code: str
+    shared_server: ServerProcess,
+    protocol: str,
+    frame: str,
+    message_id: str,
+    code16: str,
+    code2x: str,
 ) -> None:
-    reply = await exchange(raw16, frame)
-    assert reply[:3] == [4, message_id, code]
-    assert isinstance(reply[3], str) and reply[3] and reply[4] == {}
-    reply = await exchange(raw16, call("Heartbeat", {}, "after"))
-    assert reply[0] == 3 and reply[1] == "after"
+    url = shared_server.ocpp_url(f"CS-RAW-{protocol}")
+    async with websockets.connect(url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
+        reply = await exchange(ws, frame)
+        assert reply[:3] == [4, message_id, code16 if protocol == "ocpp1.6" else code2x]
+        assert isinstance(reply[3], str) and reply[3] and reply[4] == {}
+        reply = await exchange(ws, call("Heartbeat", {}, "after"))
+        assert reply[0] == 3 and reply[1] == "after"
 
 
 @pytest.mark.parametrize(
@@ -88,6 +97,49 @@ async def test_calls_the_csms_cannot_accept_get_the_spec_error_code(
     reply = await exchange(raw16, call(action, payload, "bad"))
     assert reply[:3] == [4, "bad", code]
     assert reply[3]  # a description that says why
+
+
+TX = {"eventType": "Started", "triggerReason": "Authorized", "seqNo": 0}
+
+
+@pytest.mark.parametrize("protocol", ["ocpp2.0.1", "ocpp2.1"])
+@pytest.mark.parametrize(
+    ("action", "payload", "code"),
+    [
+        ("MakeCoffee", {}, "NotImplemented"),
+        ("RequestStartTransaction", {"idToken": {}, "remoteStartId": 1}, "NotSupported"),
+        ("BootNotification", {"reason": "PowerUp"}, "OccurrenceConstraintViolation"),
+        (
+            "BootNotification",
+            {"reason": "Bored", "chargingStation": {"model": "M", "vendorName": "V"}},
+            "PropertyConstraintViolation",
+        ),
+        (
+            "BootNotification",
+            {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}, "x": 1},
+            "FormatViolation",
+        ),
+        ("Heartbeat", {"customData": 5}, "TypeConstraintViolation"),
+        (
+            "TransactionEvent",
+            {**TX, "timestamp": "yesterday", "transactionInfo": {"transactionId": "T"}},
+            "TypeConstraintViolation",
+        ),
+        (
+            "TransactionEvent",
+            {**TX, "timestamp": "2026-11-24T10:00:00Z", "transactionInfo": {"transactionId": 7}},
+            "TypeConstraintViolation",
+        ),
+    ],
+)
+async def test_2x_calls_the_csms_cannot_accept_get_the_spec_error_code(
+    shared_server: ServerProcess, protocol: str, action: str, payload: dict[str, Any], code: str
+) -> None:
+    url = shared_server.ocpp_url(f"CS-BAD-{protocol}")
+    async with websockets.connect(url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
+        reply = await exchange(ws, call(action, payload, "bad"))
+    assert reply[:3] == [4, "bad", code]
+    assert reply[3]
 
 
 async def test_a_frame_over_the_limit_closes_that_connection_only(
