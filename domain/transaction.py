@@ -20,6 +20,22 @@ from domain.ids import transaction_start_uuid, transaction_uuid
 from domain.meter import last_energy_register_wh
 from domain.transaction_events import ReportedEvent, summarize
 
+# What a station-numbered transaction's state takes from the summary of its events.
+_FOLDED_STATE = (
+    "evse_id",
+    "connector_id",
+    "id_token",
+    "token_type",
+    "started_at",
+    "stopped_at",
+    "stop_reason",
+    "meter_start_wh",
+    "meter_stop_wh",
+    "charging_state",
+    "reservation_id",
+    "missing_seq_nos",
+)
+
 
 class Transaction(Aggregate):
     """Keyed by the station and its transaction key (CSMS-assigned or station-assigned)."""
@@ -166,18 +182,8 @@ class Transaction(Aggregate):
         self._folded[seq_no] = ReportedEvent.of(fields)
         self.readings = [r for n in sorted(self.reported) for r in self.reported[n]["readings"]]
         summary = summarize(self._folded.values())
-        self.evse_id = summary.evse_id
-        self.connector_id = summary.connector_id
-        self.id_token = summary.id_token
-        self.token_type = summary.token_type
-        self.started_at = summary.started_at
-        self.stopped_at = summary.stopped_at
-        self.stop_reason = summary.stop_reason
-        self.meter_start_wh = summary.meter_start_wh
-        self.meter_stop_wh = summary.meter_stop_wh
-        self.charging_state = summary.charging_state
-        self.reservation_id = summary.reservation_id
-        self.missing_seq_nos = summary.missing_seq_nos
+        for name in _FOLDED_STATE:
+            setattr(self, name, getattr(summary, name))
 
     def add_meter_values(self, readings: list[dict[str, Any]], at: datetime) -> None:
         fresh = [r for r in readings if r not in self.readings]  # a resent message adds nothing

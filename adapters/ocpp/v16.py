@@ -12,7 +12,8 @@ from typing import Any
 from ocpp.v16.enums import Action
 
 from adapters.ocpp.certificates import refuse_signing
-from adapters.ocpp.times import format_time, now, parse_time
+from adapters.ocpp.common import CommonMessages, boot_answer
+from adapters.ocpp.times import parse_time
 from adapters.ocpp.translator import Dispatcher, Inbound, Submit
 from domain import commands as cmd
 from domain.commands import BootResult, StartResult
@@ -50,7 +51,7 @@ def readings(meter_values: list[dict[str, Any]], message_id: str) -> list[dict[s
     return records
 
 
-class OcppV16(Dispatcher):
+class OcppV16(Dispatcher, CommonMessages):
     version = "1.6"
     subprotocol = "ocpp1.6"
     known_actions = frozenset(action.value for action in Action)
@@ -73,14 +74,7 @@ class OcppV16(Dispatcher):
                 received_at=inbound.received_at,
             )
         )
-        return {
-            "status": result.registration_status,
-            "currentTime": format_time(now()),
-            "interval": result.heartbeat_interval,
-        }
-
-    async def heartbeat(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        return {"currentTime": format_time(now())}
+        return boot_answer(result)
 
     async def status_notification(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload
@@ -167,19 +161,6 @@ class OcppV16(Dispatcher):
         )
         return {}
 
-    async def data_transfer(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        p = inbound.call.payload
-        status = await submit(
-            cmd.ReceiveDataTransfer(
-                inbound.station_id,
-                p["vendorId"],
-                p.get("messageId"),
-                p.get("data"),
-                inbound.received_at,
-            )
-        )
-        return {"status": status}
-
     async def diagnostics_status(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         await submit(
             cmd.RecordLogUploadStatus(
@@ -192,34 +173,12 @@ class OcppV16(Dispatcher):
         )
         return {}
 
-    async def log_status(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        p = inbound.call.payload
-        await submit(
-            cmd.RecordLogUploadStatus(
-                inbound.station_id, p["status"], p.get("requestId"), "log", inbound.received_at
-            )
-        )
-        return {}
-
     async def firmware_status(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload
         signed = inbound.call.action == Action.signed_firmware_status_notification.value
         await submit(
             cmd.RecordFirmwareStatus(
                 inbound.station_id, p["status"], p.get("requestId"), signed, inbound.received_at
-            )
-        )
-        return {}
-
-    async def security_event(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        p = inbound.call.payload
-        await submit(
-            cmd.RecordSecurityEvent(
-                station_id=inbound.station_id,
-                event_type=p["type"],
-                tech_info=p.get("techInfo"),
-                station_time=parse_time(p["timestamp"], "timestamp", inbound.call.message_id),
-                received_at=inbound.received_at,
             )
         )
         return {}

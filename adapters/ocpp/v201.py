@@ -20,7 +20,8 @@ from adapters.ocpp.certificates import (
     STATUS_INFO,
     record_refusal,
 )
-from adapters.ocpp.times import format_time, now, parse_time
+from adapters.ocpp.common import CommonMessages, boot_answer
+from adapters.ocpp.times import parse_time
 from adapters.ocpp.translator import Dispatcher, Handler, Inbound, Submit
 from domain import commands as cmd
 from domain.commands import BootResult, Command, TransactionEventResult
@@ -148,7 +149,7 @@ def _connector_status(event: dict[str, Any], inbound: Inbound) -> Command[Any] |
     )
 
 
-class OcppV201(Dispatcher):
+class OcppV201(Dispatcher, CommonMessages):
     version = "2.0.1"
     subprotocol = "ocpp2.0.1"
     known_actions = frozenset(action.value for action in Action)
@@ -182,14 +183,7 @@ class OcppV201(Dispatcher):
                 received_at=inbound.received_at,
             )
         )
-        return {
-            "status": result.registration_status,
-            "currentTime": format_time(now()),
-            "interval": result.heartbeat_interval,
-        }
-
-    async def heartbeat(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        return {"currentTime": format_time(now())}
+        return boot_answer(result)
 
     async def status_notification(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload
@@ -428,41 +422,6 @@ class OcppV201(Dispatcher):
             )
         )
         return {}
-
-    async def log_status(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        p = inbound.call.payload
-        await submit(
-            cmd.RecordLogUploadStatus(
-                inbound.station_id, p["status"], p.get("requestId"), "log", inbound.received_at
-            )
-        )
-        return {}
-
-    async def security_event(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        p = inbound.call.payload
-        await submit(
-            cmd.RecordSecurityEvent(
-                station_id=inbound.station_id,
-                event_type=p["type"],
-                tech_info=p.get("techInfo"),
-                station_time=self._time(inbound, "timestamp"),
-                received_at=inbound.received_at,
-            )
-        )
-        return {}
-
-    async def data_transfer(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        p = inbound.call.payload
-        status = await submit(
-            cmd.ReceiveDataTransfer(
-                inbound.station_id,
-                p["vendorId"],
-                p.get("messageId"),
-                p.get("data"),
-                inbound.received_at,
-            )
-        )
-        return {"status": status}
 
     async def sign_certificate(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         await record_refusal(inbound, submit, SIGNING, "Rejected")
