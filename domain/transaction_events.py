@@ -14,7 +14,7 @@ from typing import Any
 
 from domain.meter import energy_register_wh
 
-STARTED, UPDATED, ENDED = "Started", "Updated", "Ended"
+STARTED, ENDED = "Started", "Ended"
 BEGIN_CONTEXT, END_CONTEXT = "Transaction.Begin", "Transaction.End"
 DEFAULT_STOP_REASON = "Local"  # what a station means when it ends without saying why
 

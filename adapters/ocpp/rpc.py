@@ -27,7 +27,6 @@ class Fault(Enum):
     NOT_IMPLEMENTED = "NotImplemented"
     NOT_SUPPORTED = "NotSupported"
     INTERNAL = "InternalError"
-    PROTOCOL = "ProtocolError"
     SECURITY = "SecurityError"
     FORMAT = "FormatViolation"
     PROPERTY_CONSTRAINT = "PropertyConstraintViolation"
@@ -109,16 +108,11 @@ class CallError:
 
 
 @dataclass(frozen=True)
-class CallResultError:
+class CallResultError(CallError):
     """2.1: the station could not accept our CALLRESULT."""
 
-    message_id: str
-    code: str
-    description: str
-    details: dict[str, Any]
 
-
-Frame = Call | CallResult | CallError | CallResultError
+Frame = Call | CallResult | CallError  # a CallResultError is a CallError
 _TYPES = (CALL, CALL_RESULT, CALL_ERROR)
 _TYPES_V21 = (*_TYPES, CALL_RESULT_ERROR, SEND)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ocpp.v21.enums import Action
 
-from adapters.ocpp.v201 import HANDLERS_V201, OcppV201
+from adapters.ocpp.v201 import OcppV201
 
 
 class OcppV21(OcppV201):
@@ -17,4 +17,3 @@ class OcppV21(OcppV201):
     subprotocol = "ocpp2.1"
     known_actions = frozenset(action.value for action in Action)
     charging_needs_answer = "NoChargingProfile"  # 2.1's explicit "no schedule will follow"
-    handlers = HANDLERS_V201
