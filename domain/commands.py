@@ -12,7 +12,8 @@ from typing import Any, Protocol, TypeVar
 
 from eventsourcing.domain import Aggregate
 
-from domain.ids import transaction_start_uuid, transaction_uuid
+from domain.id_tokens import IdToken, TokenDecision, TokenStatus
+from domain.ids import id_token_uuid, transaction_start_uuid, transaction_uuid
 from domain.station import ChargingStation, ConnectorState
 from domain.transaction import REPORT_FIELDS, Transaction, TransactionStart
 from domain.unit_of_work import UnitOfWork
@@ -23,9 +24,6 @@ ACCEPTED = "Accepted"
 
 
 class Command(Protocol[R_co]):
-    @property
-    def station_id(self) -> str: ...
-
     def execute(self, uow: UnitOfWork) -> R_co: ...
 
 
@@ -110,30 +108,57 @@ class ChangeConnectorStatus:
         )
 
 
+def decide_token(
+    uow: UnitOfWork, station_id: str, id_token: str, token_type: str | None, at: datetime
+) -> TokenDecision:
+    """The decision on a token presented at a station; an unknown one is recorded as such."""
+    token = uow.get(IdToken, id_token_uuid(id_token))
+    if token is not None:
+        return TokenDecision(
+            token.status_at(at),
+            known=True,
+            parent_id_token=token.parent_id_token,
+            group_id_token=token.group_id_token,
+            expires_at=token.expires_at,
+        )
+    accepted = uow.accept_unknown_tokens
+    uow.station(station_id).trigger_event(
+        ChargingStation.UnknownIdTokenPresented,
+        id_token=id_token,
+        token_type=token_type,
+        accepted=accepted,
+        timestamp=at,
+    )
+    return TokenDecision(TokenStatus.ACCEPTED if accepted else TokenStatus.UNKNOWN, known=False)
+
+
 @dataclass(frozen=True)
 class AuthorizeIdToken:
-    """Every token is accepted until token management exists; the decision is recorded."""
+    """Decides on a token by the operator's registry and the unknown-token policy; recorded."""
 
     station_id: str
     id_token: str
     token_type: str | None
     received_at: datetime
 
-    def execute(self, uow: UnitOfWork) -> str:
+    def execute(self, uow: UnitOfWork) -> TokenDecision:
+        decision = decide_token(
+            uow, self.station_id, self.id_token, self.token_type, self.received_at
+        )
         uow.station(self.station_id).trigger_event(
             ChargingStation.AuthorizationDecided,
             id_token=self.id_token,
             token_type=self.token_type,
-            status=ACCEPTED,
+            status=decision.status.value,
             timestamp=self.received_at,
         )
-        return ACCEPTED
+        return decision
 
 
 @dataclass(frozen=True)
 class StartResult:
     transaction_key: str
-    id_token_status: str
+    id_token: TokenDecision | None
     created: bool
 
 
@@ -157,10 +182,13 @@ class StartTransaction:
     received_at: datetime
 
     def execute(self, uow: UnitOfWork) -> StartResult:
+        decision = None
+        if self.id_token is not None:
+            decision = decide_token(uow, self.station_id, self.id_token, None, self.received_at)
         start_id = transaction_start_uuid(self.station_id, self.fingerprint)
         earlier = uow.get(TransactionStart, start_id)
         if earlier is not None:
-            return StartResult(earlier.transaction_key, ACCEPTED, created=False)
+            return StartResult(earlier.transaction_key, decision, created=False)
         key = str(uow.allocate_number())
         transaction = Transaction(
             station_id=self.station_id,
@@ -177,7 +205,7 @@ class StartTransaction:
         uow.add(transaction)
         uow.add(TransactionStart(self.station_id, self.fingerprint, key))
         uow.station(self.station_id)  # a transaction implies its station exists
-        return StartResult(key, ACCEPTED, created=True)
+        return StartResult(key, decision, created=True)
 
 
 def _report_unknown_transaction(
@@ -261,7 +289,7 @@ class StopTransaction:
 @dataclass(frozen=True)
 class TransactionEventResult:
     folded: bool  # False for a retry (or a sequence number reused for different content)
-    id_token_status: str | None  # the decision on the id token, if the event carried one
+    id_token: TokenDecision | None  # the decision on the id token, if the event carried one
 
 
 @dataclass(frozen=True)
@@ -301,7 +329,12 @@ class RecordTransactionEvent:
         folded = transaction.report(
             {name: getattr(self, name) for name in REPORT_FIELDS}, self.received_at
         )
-        return TransactionEventResult(folded, ACCEPTED if self.id_token is not None else None)
+        decision = None
+        if self.id_token is not None:
+            decision = decide_token(
+                uow, self.station_id, self.id_token, self.token_type, self.received_at
+            )
+        return TransactionEventResult(folded, decision)
 
 
 @dataclass(frozen=True)

@@ -15,3 +15,7 @@ def transaction_uuid(station_id: str, transaction_key: str) -> UUID:
 
 def transaction_start_uuid(station_id: str, fingerprint: str) -> UUID:
     return uuid5(NAMESPACE, f"transaction-start:{station_id}:{fingerprint}")
+
+
+def id_token_uuid(id_token: str) -> UUID:
+    return uuid5(NAMESPACE, f"id-token:{id_token}")

@@ -29,12 +29,19 @@ class CSMS(Application[UUID]):
         self,
         env: Mapping[str, str] | None = None,
         allocate_number: Callable[[], int] | None = None,
+        accept_unknown_tokens: bool = True,
     ) -> None:
         super().__init__(env)
         self._allocate_number = allocate_number or itertools.count(1).__next__
+        self.accept_unknown_tokens = accept_unknown_tokens
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.repository, self._allocate_number)
+        return UnitOfWork(self.repository, self._allocate_number, self.accept_unknown_tokens)
+
+    def read_fresh(self, aggregate_id: UUID) -> Any:
+        """The aggregate as stored now, whatever this process cached (another may have written)."""
+        self._forget([aggregate_id])
+        return self.repository.get(aggregate_id)
 
     def execute(self, command: Command[Any]) -> Any:
         """Runs one command and commits its events; raises what the command raised."""

@@ -81,6 +81,13 @@ class ChargingStation(Aggregate):
         token_type: str | None
         status: str
 
+    class UnknownIdTokenPresented(Aggregate.Event):
+        """A token no operator registered; `accepted` says what the policy decided."""
+
+        id_token: str
+        token_type: str | None
+        accepted: bool
+
     class MeterValuesReported(Aggregate.Event):
         """Readings outside any transaction (a station's main meter, an idle connector)."""
 

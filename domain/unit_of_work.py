@@ -16,9 +16,15 @@ A = TypeVar("A", bound=Aggregate)
 
 
 class UnitOfWork:
-    def __init__(self, repository: Repository[UUID], allocate_number: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        repository: Repository[UUID],
+        allocate_number: Callable[[], int],
+        accept_unknown_tokens: bool = True,
+    ) -> None:
         self._repository = repository
         self._allocate_number = allocate_number
+        self.accept_unknown_tokens = accept_unknown_tokens
         self._aggregates: dict[UUID, Aggregate | None] = {}
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:

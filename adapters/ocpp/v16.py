@@ -13,10 +13,11 @@ from ocpp.v16.enums import Action
 
 from adapters.ocpp.certificates import refuse_signing
 from adapters.ocpp.common import CommonMessages, boot_answer
-from adapters.ocpp.times import parse_time
+from adapters.ocpp.times import format_time, parse_time
 from adapters.ocpp.translator import Dispatcher, Inbound, Submit
 from domain import commands as cmd
 from domain.commands import BootResult, StartResult
+from domain.id_tokens import TokenDecision, TokenStatus
 from domain.meter import MeterReading, SampledValue
 
 
@@ -24,8 +25,17 @@ def _evse(connector_id: int) -> tuple[int, int]:
     return (connector_id, 1) if connector_id > 0 else (0, 0)
 
 
-def _id_tag_info(status: str) -> dict[str, Any]:
-    return {"idTagInfo": {"status": status}}
+def _id_tag_info(decision: TokenDecision | None) -> dict[str, Any]:
+    """1.6 idTagInfo; 1.6 has no word for an unknown token but Invalid."""
+    if decision is None:
+        return {"idTagInfo": {"status": "Accepted"}}
+    status = "Invalid" if decision.status is TokenStatus.UNKNOWN else decision.status.value
+    info: dict[str, Any] = {"status": status}
+    if decision.expires_at is not None:
+        info["expiryDate"] = format_time(decision.expires_at)
+    if decision.parent_id_token is not None:
+        info["parentIdTag"] = decision.parent_id_token
+    return {"idTagInfo": info}
 
 
 def readings(meter_values: list[dict[str, Any]], message_id: str) -> list[dict[str, Any]]:
@@ -97,12 +107,12 @@ class OcppV16(Dispatcher, CommonMessages):
         return {}
 
     async def authorize(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
-        status = await submit(
+        decision = await submit(
             cmd.AuthorizeIdToken(
                 inbound.station_id, inbound.call.payload["idTag"], None, inbound.received_at
             )
         )
-        return _id_tag_info(status)
+        return _id_tag_info(decision)
 
     async def start_transaction(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload
@@ -124,7 +134,7 @@ class OcppV16(Dispatcher, CommonMessages):
         )
         return {
             "transactionId": int(result.transaction_key),
-            **_id_tag_info(result.id_token_status),
+            **_id_tag_info(result.id_token),
         }
 
     async def stop_transaction(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
@@ -143,7 +153,7 @@ class OcppV16(Dispatcher, CommonMessages):
             )
         )
         # The station must be able to empty its queue: even an unknown transaction is answered.
-        return _id_tag_info("Accepted") if "idTag" in p else {}
+        return _id_tag_info(None) if "idTag" in p else {}
 
     async def meter_values(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload

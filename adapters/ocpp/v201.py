@@ -21,10 +21,11 @@ from adapters.ocpp.certificates import (
     record_refusal,
 )
 from adapters.ocpp.common import CommonMessages, boot_answer
-from adapters.ocpp.times import parse_time
+from adapters.ocpp.times import format_time, parse_time
 from adapters.ocpp.translator import Dispatcher, Handler, Inbound, Submit
 from domain import commands as cmd
 from domain.commands import BootResult, Command, TransactionEventResult
+from domain.id_tokens import TokenDecision
 from domain.meter import ENERGY_IMPORT_REGISTER, MeterReading, SampledValue
 from domain.station import ChargingStation
 
@@ -149,6 +150,15 @@ def _connector_status(event: dict[str, Any], inbound: Inbound) -> Command[Any] |
     )
 
 
+def id_token_info(decision: TokenDecision) -> dict[str, Any]:
+    info: dict[str, Any] = {"status": decision.status.value}
+    if decision.expires_at is not None:
+        info["cacheExpiryDateTime"] = format_time(decision.expires_at)
+    if decision.group_id_token is not None:
+        info["groupIdToken"] = {"idToken": decision.group_id_token, "type": "Central"}
+    return info
+
+
 class OcppV201(Dispatcher, CommonMessages):
     version = "2.0.1"
     subprotocol = "ocpp2.0.1"
@@ -205,12 +215,12 @@ class OcppV201(Dispatcher, CommonMessages):
     async def authorize(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         token = inbound.call.payload["idToken"]
         # A contract certificate sent along is not checked: no certificateStatus is claimed.
-        status = await submit(
+        decision = await submit(
             cmd.AuthorizeIdToken(
                 inbound.station_id, token["idToken"], token["type"], inbound.received_at
             )
         )
-        return {"idTokenInfo": {"status": status}}
+        return {"idTokenInfo": id_token_info(decision)}
 
     async def transaction_event(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload
@@ -243,9 +253,9 @@ class OcppV201(Dispatcher, CommonMessages):
                 received_at=inbound.received_at,
             )
         )
-        if result.id_token_status is None:
+        if result.id_token is None:
             return {}
-        return {"idTokenInfo": {"status": result.id_token_status}}
+        return {"idTokenInfo": id_token_info(result.id_token)}
 
     async def meter_values(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload

@@ -119,7 +119,8 @@ def test_a_batch_commits_many_commands_at_once(app: CSMS) -> None:
     before = app.recorder.max_notification_id() or 0
     outcomes = app.execute_batch([start(f"f{i}") for i in range(50)])
     assert len({o.transaction_key for o in outcomes}) == 50
-    assert (app.recorder.max_notification_id() or 0) - before == 50 * 2 + 1  # + station
+    # Each: transaction, start index, unknown token accepted; and the station once.
+    assert (app.recorder.max_notification_id() or 0) - before == 50 * 3 + 1
 
 
 @pytest.mark.parametrize(
