@@ -174,6 +174,29 @@ def validate_call(version: str, call: Call) -> None:
         raise RpcError(fault, f"{where}: {error.message}", call.message_id) from None
 
 
+def schema_problem(version: str, type_id: int, action: str, payload: dict[str, Any]) -> str | None:
+    """What is wrong with a payload we send (CALL) or a station's answer (CALL_RESULT), if any.
+
+    Outbound schemas are loaded with Decimal numbers, so a limit like 7.3 meets `multipleOf`.
+    """
+    validator = get_validator(type_id, action, version, parse_float=Decimal)
+    error = next(iter(validator.iter_errors(payload)), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    return f"{where}: {error.message}"
+
+
+def _number(value: object) -> float:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def call_frame(message_id: str, action: str, payload: dict[str, Any]) -> str:
+    return json.dumps([CALL, message_id, action, payload], separators=(",", ":"), default=_number)
+
+
 def call_result_frame(message_id: str, payload: dict[str, Any]) -> str:
     return json.dumps([CALL_RESULT, message_id, payload], separators=(",", ":"))
 

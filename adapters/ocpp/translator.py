@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from adapters.ocpp import rpc
+from adapters.ocpp.operations import Encoder, InvalidRequest, OutboundCall, Unsupported
 from adapters.ocpp.rpc import Call, Fault, RpcError
 from domain.commands import Command
+from domain.remote import Operation
 
 Submit = Callable[[Command[Any]], Awaitable[Any]]
 
@@ -26,6 +28,10 @@ class Inbound:
 class Translator(Protocol):
     version: str  # "1.6", "2.0.1", "2.1": the `ocpp` package's schema set
     subprotocol: str  # as negotiated on the WebSocket
+
+    def encode(self, operation: str, arguments: dict[str, Any], number: int) -> OutboundCall:
+        """The call that performs a remote operation; raises Unsupported or InvalidRequest."""
+        ...
 
     async def answer(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         """The CALLRESULT payload, after the commands it caused are committed.
@@ -48,6 +54,20 @@ class Dispatcher:
     version: str
     known_actions: frozenset[str]
     handlers: Mapping[str, Handler]
+    encoders: Mapping[Operation, Encoder]
+
+    def encode(self, operation: str, arguments: dict[str, Any], number: int) -> OutboundCall:
+        encoder = self.encoders.get(Operation(operation))
+        if encoder is None:
+            raise Unsupported(f"OCPP {self.version} has no {operation}")
+        try:
+            outbound = encoder(arguments, number)
+        except (KeyError, TypeError) as missing:
+            raise InvalidRequest(f"{operation} needs {missing}") from None
+        problem = rpc.schema_problem(self.version, rpc.CALL, outbound.action, outbound.payload)
+        if problem is not None:
+            raise InvalidRequest(f"not a valid OCPP {self.version} {outbound.action}: {problem}")
+        return outbound
 
     async def answer(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         call = inbound.call

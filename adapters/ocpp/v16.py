@@ -13,6 +13,7 @@ from ocpp.v16.enums import Action
 
 from adapters.ocpp.certificates import refuse_signing
 from adapters.ocpp.common import CommonMessages, boot_answer
+from adapters.ocpp.operations import ENCODERS_16
 from adapters.ocpp.times import format_time, parse_time
 from adapters.ocpp.translator import Dispatcher, Inbound, Submit
 from domain import commands as cmd
@@ -65,6 +66,7 @@ class OcppV16(Dispatcher, CommonMessages):
     version = "1.6"
     subprotocol = "ocpp1.6"
     known_actions = frozenset(action.value for action in Action)
+    encoders = ENCODERS_16
 
     def __init__(self, heartbeat_interval: int = 300) -> None:
         self.heartbeat_interval = heartbeat_interval

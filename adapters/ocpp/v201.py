@@ -21,6 +21,7 @@ from adapters.ocpp.certificates import (
     record_refusal,
 )
 from adapters.ocpp.common import CommonMessages, boot_answer
+from adapters.ocpp.operations import ENCODERS_2X
 from adapters.ocpp.times import format_time, parse_time
 from adapters.ocpp.translator import Dispatcher, Handler, Inbound, Submit
 from domain import commands as cmd
@@ -163,6 +164,7 @@ class OcppV201(Dispatcher, CommonMessages):
     version = "2.0.1"
     subprotocol = "ocpp2.0.1"
     known_actions = frozenset(action.value for action in Action)
+    encoders = ENCODERS_2X
     charging_needs_answer = "Rejected"  # no smart charging yet: no schedule will follow
 
     def __init__(self, heartbeat_interval: int = 300) -> None:
