@@ -9,7 +9,7 @@ from uuid import UUID
 
 from domain.id_tokens import IdToken
 from domain.ids import id_token_uuid
-from domain.remote import Operation, RemoteCommand
+from domain.remote import CommandState, Operation, RemoteCommand
 from domain.unit_of_work import UnitOfWork
 
 
@@ -81,10 +81,11 @@ class SettleRemoteCommand:
     failure: str | None
     detail: str
     settled_at: datetime
+    only_if_unsent: bool = False  # "offline" is true only if no node has sent it
 
     def execute(self, uow: UnitOfWork) -> bool:
         command = _command(uow, self.command_id)
-        if command.settled:
+        if command.settled or (self.only_if_unsent and command.state is CommandState.SENT):
             return False
         if self.failure is not None:
             command.trigger_event(

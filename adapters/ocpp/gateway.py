@@ -24,7 +24,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from adapters.ocpp import rpc
-from adapters.ocpp.rpc import Call, CallResultError, Fault, RpcError
+from adapters.ocpp.rpc import Call, CallError, CallResult, CallResultError, Fault, RpcError
 from adapters.ocpp.times import now
 from adapters.ocpp.translator import Inbound, Submit, Translator
 from domain import commands as cmd
@@ -43,6 +43,14 @@ def station_identity(path: str) -> str | None:
     return segment if IDENTITY.match(segment) else None
 
 
+class StationOffline(Exception):
+    """The station has no connection on this node."""
+
+
+class ConnectionLost(Exception):
+    """The connection closed before the station answered."""
+
+
 @dataclass
 class StationConnection:
     station_id: str
@@ -50,6 +58,9 @@ class StationConnection:
     websocket: ServerConnection
     translator: Translator
     calls: asyncio.Queue[Call | None] = field(default_factory=asyncio.Queue)
+    # Our calls to the station, by message id; OCPP-J allows one in flight at a time.
+    awaiting: dict[str, asyncio.Future[CallResult | CallError]] = field(default_factory=dict)
+    sending: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class OcppGateway:
@@ -116,6 +127,9 @@ class OcppGateway:
             reason = f"closed ({closed.rcvd.code if closed.rcvd else 'no close frame'})"
         finally:
             connection.calls.put_nowait(None)
+            for waiting in connection.awaiting.values():
+                if not waiting.done():
+                    waiting.set_exception(ConnectionLost(reason))
             if worker is not None:
                 with contextlib.suppress(Exception):
                     await worker
@@ -170,13 +184,46 @@ class OcppGateway:
                     frame.code,
                     frame.description,
                 )
+            elif (waiting := connection.awaiting.get(frame.message_id)) and not waiting.done():
+                waiting.set_result(frame)
             else:
                 log.info(
-                    "%s: unexpected %s %s",
+                    "%s: %s %s answers no call of ours (late, after a timeout?)",
                     connection.station_id,
                     type(frame).__name__,
                     frame.message_id,
                 )
+
+    async def call(
+        self,
+        station_id: str,
+        message_id: str,
+        action: str,
+        payload: dict[str, Any],
+        answer_within: float,
+    ) -> CallResult | CallError:
+        """Sends a CALL to a station connected here and awaits its answer.
+
+        Raises StationOffline, ConnectionLost, or TimeoutError (waiting for an earlier call of
+        ours to be answered counts against the timeout).
+        """
+        connection = self.connections.get(station_id)
+        if connection is None:
+            raise StationOffline(station_id)
+        answer: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
+        async with asyncio.timeout(answer_within), connection.sending:
+            connection.awaiting[message_id] = answer
+            try:
+                await connection.websocket.send(rpc.call_frame(message_id, action, payload))
+                return await answer
+            except ConnectionClosed as closed:
+                raise ConnectionLost(str(closed)) from None
+            finally:
+                del connection.awaiting[message_id]
+
+    def translator_of(self, station_id: str) -> Translator | None:
+        connection = self.connections.get(station_id)
+        return connection.translator if connection else None
 
     async def _answer_calls(self, connection: StationConnection) -> None:
         while (call := await connection.calls.get()) is not None:
