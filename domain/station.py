@@ -81,6 +81,15 @@ class ChargingStation(Aggregate):
         token_type: str | None
         status: str
 
+    class FileUploaded(Aggregate.Event):
+        """A file the station uploaded as asked by a remote command (diagnostics, a log)."""
+
+        command_id: str
+        file_id: str
+        file_name: str
+        size: int
+        sha256: str
+
     class UnknownIdTokenPresented(Aggregate.Event):
         """A token no operator registered; `accepted` says what the policy decided."""
 

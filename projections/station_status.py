@@ -9,6 +9,8 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
+from domain.ids import station_uuid
+from domain.remote import Operation, RemoteCommand
 from domain.station import ChargingStation
 from projections.base import SqlView, Statement
 
@@ -34,7 +36,18 @@ class StationStatusView(SqlView):
             reported_at timestamptz,
             updated_at timestamptz NOT NULL,
             PRIMARY KEY (station_uuid, evse_id, connector_id))""",
+        """ALTER TABLE station_status
+            ADD COLUMN IF NOT EXISTS firmware_status_at timestamptz,
+            ADD COLUMN IF NOT EXISTS firmware_location text,
+            ADD COLUMN IF NOT EXISTS firmware_retrieve_at text,
+            ADD COLUMN IF NOT EXISTS firmware_requested_at timestamptz,
+            ADD COLUMN IF NOT EXISTS firmware_requested_by text""",
     )
+
+
+# Tells API nodes (GraphQL subscriptions) that a station's row changed; sent on commit.
+CHANGED_CHANNEL = "csms_station_changed"
+_NOTIFY = f"SELECT pg_notify('{CHANGED_CHANNEL}', %(id)s::text)"
 
 
 _REGISTER = """
@@ -71,8 +84,13 @@ class StationStatusProjection(Projection[StationStatusView]):
             ChargingStation.ConnectorStatusChanged,
             ChargingStation.FirmwareStatusReported,
             ChargingStation.LogUploadStatusReported,
+            RemoteCommand.Requested,
         )
     )
+
+    def _record(self, tracking: Tracking, station: Any, statements: list[Statement]) -> None:
+        """Applies the statements and tells listening nodes the station changed."""
+        self.view.record(tracking, [*statements, (_NOTIFY, {"id": station})])
 
     @singledispatchmethod
     def process_event(self, event: Any, tracking: Tracking) -> None:
@@ -80,8 +98,9 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     @process_event.register
     def _(self, event: ChargingStation.Registered, tracking: Tracking) -> None:
-        self.view.record(
+        self._record(
             tracking,
+            event.originator_id,
             [
                 (
                     _REGISTER,
@@ -96,8 +115,9 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     @process_event.register
     def _(self, event: ChargingStation.Connected, tracking: Tracking) -> None:
-        self.view.record(
+        self._record(
             tracking,
+            event.originator_id,
             [
                 _update(
                     "connected = true, protocol = %(protocol)s, node = %(node)s, "
@@ -111,12 +131,17 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     @process_event.register
     def _(self, event: ChargingStation.Disconnected, tracking: Tracking) -> None:
-        self.view.record(tracking, [_update("connected = false, disconnected_at = %(at)s", event)])
+        self._record(
+            tracking,
+            event.originator_id,
+            [_update("connected = false, disconnected_at = %(at)s", event)],
+        )
 
     @process_event.register
     def _(self, event: ChargingStation.Booted, tracking: Tracking) -> None:
-        self.view.record(
+        self._record(
             tracking,
+            event.originator_id,
             [
                 _update(
                     "vendor = %(vendor)s, model = %(model)s, serial_number = %(serial)s, "
@@ -134,8 +159,9 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     @process_event.register
     def _(self, event: ChargingStation.ConnectorStatusChanged, tracking: Tracking) -> None:
-        self.view.record(
+        self._record(
             tracking,
+            event.originator_id,
             [
                 (
                     _UPSERT_CONNECTOR,
@@ -157,8 +183,33 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     @process_event.register
     def _(self, event: ChargingStation.FirmwareStatusReported, tracking: Tracking) -> None:
-        self.view.record(tracking, [_update("firmware_status = %(s)s", event, s=event.status)])
+        statement = _update(
+            "firmware_status = %(s)s, firmware_status_at = %(at)s", event, s=event.status
+        )
+        self._record(tracking, event.originator_id, [statement])
 
     @process_event.register
     def _(self, event: ChargingStation.LogUploadStatusReported, tracking: Tracking) -> None:
-        self.view.record(tracking, [_update("log_upload_status = %(s)s", event, s=event.status)])
+        statement = _update("log_upload_status = %(s)s", event, s=event.status)
+        self._record(tracking, event.originator_id, [statement])
+
+    @process_event.register
+    def _(self, event: RemoteCommand.Requested, tracking: Tracking) -> None:
+        """An update the operator asked for, shown beside the progress the station reports."""
+        if event.operation != Operation.UPDATE_FIRMWARE:
+            self.view.record(tracking, [])
+            return
+        station = station_uuid(event.station_id)
+        sql = (
+            "UPDATE station_status SET firmware_location = %(location)s, "
+            "firmware_retrieve_at = %(retrieve_at)s, firmware_requested_at = %(at)s, "
+            "firmware_requested_by = %(by)s WHERE station_uuid = %(id)s"
+        )
+        params = {
+            "id": station,
+            "location": event.arguments.get("location"),
+            "retrieve_at": event.arguments.get("retrieve_at"),
+            "at": event.timestamp,
+            "by": event.requested_by,
+        }
+        self._record(tracking, station, [(sql, params)])
