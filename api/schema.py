@@ -12,6 +12,9 @@ from psycopg_pool import AsyncConnectionPool
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from api.auth import READERS, SESSION_READERS
+from api.ports import backend
+from api.records import IdTokenRecord, RemoteCommandResult, Upload
 from projections import queries
 
 MAX_PAGE = 1000
@@ -82,6 +85,14 @@ class Variable:
 
 
 @strawberry.type
+class FirmwareUpdate:
+    location: str
+    retrieve_at: str
+    requested_at: datetime
+    requested_by: str
+
+
+@strawberry.type
 class Station:
     uuid: strawberry.Private[UUID]
     id: str
@@ -95,9 +106,37 @@ class Station:
     connected_at: datetime | None
     disconnected_at: datetime | None
     last_boot_at: datetime | None
-    firmware_status: str | None
+    firmware_status: str | None = strawberry.field(
+        description="The station's last firmware progress report (Downloading, Installed, ...)"
+    )
+    firmware_status_at: datetime | None
+    firmware_update: FirmwareUpdate | None = strawberry.field(
+        description="The last firmware update an operator asked for"
+    )
     log_upload_status: str | None
     connectors: list[Connector]
+
+    @strawberry.field(description="Remote commands sent to it, newest first")
+    async def commands(self, info: Info, first: int = 20) -> list[RemoteCommandResult]:
+        async with _pool(info).connection() as conn:
+            rows = await queries.remote_commands(conn, self.id, min(first, MAX_PAGE))
+        return [RemoteCommandResult.from_row(r) for r in rows]
+
+    @strawberry.field(description="Files it uploaded (diagnostics, logs), newest first")
+    async def uploads(self, info: Info) -> list[Upload]:
+        return [
+            Upload(
+                id=f.file_id,
+                command_id=f.command_id,
+                file_name=f.file_name,
+                content_type=f.content_type,
+                size=f.size,
+                sha256=f.sha256,
+                uploaded_at=f.uploaded_at,
+                download_path=f"/files/{f.file_id}",
+            )
+            for f in await backend(info).uploads(self.id)
+        ]
 
     @strawberry.field(description="EVSEs with their connectors")
     def evses(self) -> list[Evse]:
@@ -130,6 +169,15 @@ class Station:
             disconnected_at=row["disconnected_at"],
             last_boot_at=row["last_boot_at"],
             firmware_status=row["firmware_status"],
+            firmware_status_at=row["firmware_status_at"],
+            firmware_update=FirmwareUpdate(
+                location=row["firmware_location"],
+                retrieve_at=row["firmware_retrieve_at"],
+                requested_at=row["firmware_requested_at"],
+                requested_by=row["firmware_requested_by"],
+            )
+            if row["firmware_location"]
+            else None,
             log_upload_status=row["log_upload_status"],
             connectors=[
                 Connector(
@@ -199,20 +247,32 @@ def _pool(info: Info) -> AsyncConnectionPool:
     return pool
 
 
+async def station_by_uuid(info: Info, station_uuid: UUID) -> Station | None:
+    async with _pool(info).connection() as conn:
+        rows = await queries.stations(conn, station_uuid=station_uuid)
+    return Station.from_row(rows[0]) if rows else None
+
+
 @strawberry.type
 class Query:
-    @strawberry.field(description="Every station the CSMS has seen, by id")
+    @strawberry.field(
+        permission_classes=[READERS], description="Every station the CSMS has seen, by id"
+    )
     async def stations(self, info: Info) -> list[Station]:
         async with _pool(info).connection() as conn:
             return [Station.from_row(r) for r in await queries.stations(conn)]
 
-    @strawberry.field(description="One station, or null if it was never seen")
+    @strawberry.field(
+        permission_classes=[READERS], description="One station, or null if it was never seen"
+    )
     async def station(self, info: Info, id: str) -> Station | None:
         async with _pool(info).connection() as conn:
             rows = await queries.stations(conn, id)
         return Station.from_row(rows[0]) if rows else None
 
-    @strawberry.field(description="Transactions, newest first")
+    @strawberry.field(
+        permission_classes=[SESSION_READERS], description="Transactions, newest first"
+    )
     async def transactions(
         self,
         info: Info,
@@ -224,5 +284,26 @@ class Query:
             rows = await queries.transactions(conn, station_id, active, min(first, MAX_PAGE))
         return [Transaction.from_row(r) for r in rows]
 
+    @strawberry.field(
+        permission_classes=[READERS],
+        description="Remote commands (of one station, or all), newest first: who asked what, "
+        "and what the station answered",
+    )
+    async def remote_commands(
+        self, info: Info, station_id: str | None = None, first: int = 100
+    ) -> list[RemoteCommandResult]:
+        async with _pool(info).connection() as conn:
+            rows = await queries.remote_commands(conn, station_id, min(first, MAX_PAGE))
+        return [RemoteCommandResult.from_row(r) for r in rows]
 
-schema = strawberry.Schema(query=Query)
+    @strawberry.field(permission_classes=[READERS], description="Registered id tokens")
+    async def id_tokens(self, info: Info, first: int = 100) -> list[IdTokenRecord]:
+        async with _pool(info).connection() as conn:
+            rows = await queries.id_tokens(conn, None, min(first, MAX_PAGE))
+        return [IdTokenRecord.from_row(r) for r in rows]
+
+    @strawberry.field(permission_classes=[READERS])
+    async def id_token(self, info: Info, id_token: str) -> IdTokenRecord | None:
+        async with _pool(info).connection() as conn:
+            rows = await queries.id_tokens(conn, id_token, 1)
+        return IdTokenRecord.from_row(rows[0]) if rows else None

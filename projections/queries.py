@@ -22,9 +22,13 @@ async def _fetch(conn: AsyncConnection[Any], sql: str, params: Any = None) -> li
         return await cursor.fetchall()
 
 
-async def stations(conn: AsyncConnection[Any], station_id: str | None = None) -> list[Row]:
+async def stations(
+    conn: AsyncConnection[Any], station_id: str | None = None, station_uuid: Any = None
+) -> list[Row]:
     """Stations with their connectors (under the key `connectors`), ordered by id."""
-    if station_id is None:
+    if station_uuid is not None:
+        rows = await _fetch(conn, _STATIONS + " WHERE station_uuid = %s", (station_uuid,))
+    elif station_id is None:
         rows = await _fetch(conn, _STATIONS + " ORDER BY station_id")
     else:
         rows = await _fetch(conn, _STATIONS + " WHERE station_id = %s", (station_id,))
@@ -75,3 +79,23 @@ async def variables(
         " connector_id NULLS FIRST, variable, variable_instance NULLS FIRST, attribute_type"
     )
     return await _fetch(conn, sql, params)
+
+
+async def remote_commands(
+    conn: AsyncConnection[Any], station_id: str | None, limit: int
+) -> list[Row]:
+    """Remote commands, newest first."""
+    sql = "SELECT * FROM remote_commands"
+    params: list[Any] = []
+    if station_id is not None:
+        sql += " WHERE station_id = %s"
+        params.append(station_id)
+    sql += " ORDER BY requested_at DESC, command_id LIMIT %s"
+    return await _fetch(conn, sql, [*params, limit])
+
+
+async def id_tokens(conn: AsyncConnection[Any], id_token: str | None, limit: int) -> list[Row]:
+    """Registered id tokens, by value."""
+    if id_token is not None:
+        return await _fetch(conn, "SELECT * FROM id_tokens WHERE id_token = %s", (id_token,))
+    return await _fetch(conn, "SELECT * FROM id_tokens ORDER BY id_token LIMIT %s", (limit,))

@@ -1,0 +1,106 @@
+"""The API's view of the system: remote commands, domain commands, notifications, files."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from psycopg_pool import AsyncConnectionPool
+
+from adapters import api_tokens
+from adapters.files import FileStore, StoredFile
+from adapters.notifications import Notifications
+from adapters.ocpp.translator import Submit
+from adapters.routing import SETTLED, CommandRouter
+from domain.commands import RecordStationReport
+from domain.remote import Operation, RemoteCommand
+from domain.station import ChargingStation
+from projections.station_status import CHANGED_CHANNEL
+
+
+class ServerBackend:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        submit: Submit,
+        router: CommandRouter,
+        notifications: Notifications,
+        read_aggregate: Callable[[UUID], Any],
+        public_url: str,
+        max_upload_bytes: int,
+    ) -> None:
+        self._pool = pool
+        self._submit = submit
+        self._router = router
+        self._notifications = notifications
+        self._read_aggregate = read_aggregate
+        self._files = FileStore(pool)
+        self.public_url = public_url.rstrip("/")
+        self.max_upload_bytes = max_upload_bytes
+
+    async def authenticate(self, secret: str) -> tuple[str, str] | None:
+        return await api_tokens.authenticate(self._pool, secret)
+
+    async def remote(
+        self,
+        station_id: str,
+        operation: Operation,
+        arguments: dict[str, Any],
+        requested_by: str,
+        command_id: UUID,
+    ) -> RemoteCommand:
+        return await self._router.execute(
+            station_id, operation, arguments, requested_by, command_id
+        )
+
+    async def run(self, command: Any) -> Any:
+        return await self._submit(command)
+
+    async def read_command(self, command_id: UUID) -> RemoteCommand | None:
+        try:
+            found = await asyncio.to_thread(self._read_aggregate, command_id)
+        except AggregateNotFoundError:
+            return None
+        return found if isinstance(found, RemoteCommand) else None
+
+    def station_changes(self) -> AbstractAsyncContextManager[asyncio.Queue[str]]:
+        return self._notifications.subscribe(CHANGED_CHANNEL)
+
+    def command_settlements(self) -> AbstractAsyncContextManager[asyncio.Queue[str]]:
+        return self._notifications.subscribe(SETTLED)
+
+    async def store_upload(
+        self, command_id: UUID, file_name: str, content_type: str, content: bytes
+    ) -> StoredFile | None:
+        command = await self.read_command(command_id)
+        if command is None or command.operation != Operation.FETCH_DIAGNOSTICS:
+            return None
+        stored = await self._files.store(
+            command_id, command.station_id, file_name, content_type, content
+        )
+        await self._submit(
+            RecordStationReport(
+                command.station_id,
+                ChargingStation.FileUploaded,
+                {
+                    "command_id": str(command_id),
+                    "file_id": str(stored.file_id),
+                    "file_name": file_name,
+                    "size": stored.size,
+                    "sha256": stored.sha256,
+                },
+                datetime.now(UTC),
+            )
+        )
+        return stored
+
+    async def uploads(self, station_id: str) -> list[StoredFile]:
+        return await self._files.listing(station_id)
+
+    async def download(self, file_id: UUID) -> tuple[StoredFile, bytes] | None:
+        return await self._files.content(file_id)
