@@ -75,27 +75,12 @@ class RemoteCommandResult:
         )
 
 
-_REFUSALS = frozenset(
-    {
-        "Rejected",
-        "Failed",
-        "NotSupported",
-        "UnknownVendorId",
-        "UnknownMessageId",
-        "Unknown",
-        "UnknownComponent",
-        "UnknownVariable",
-        "Faulted",
-        "Occupied",
-        "Unavailable",
-        "VersionMismatch",
-        "NotImplemented",
-    }
-)
+# The words with which stations say yes; any other status is a refusal of some kind.
+_YES = frozenset({"Accepted", "Unlocked", "Scheduled", "RebootRequired", "AcceptedCanceled"})
 
 
 def _accepted(state: str, status: str | None) -> bool:
-    return state == CommandState.ANSWERED.value and status not in _REFUSALS
+    return state == CommandState.ANSWERED.value and (status is None or status in _YES)
 
 
 def _plain(value: Any) -> Any:

@@ -41,6 +41,7 @@ class ServerProcess:
         self.ocpp_port = free_port()
         self.http_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self._tokens: dict[str, str] = {}
 
     def start(self, timeout: float = 60) -> ServerProcess:
         args = [
@@ -71,6 +72,25 @@ class ServerProcess:
             time.sleep(0.1)
         raise TimeoutError(f"server not ready:\n{self.log_path.read_text()[-4000:]}")
 
+    def token(self, role: str = "operator") -> str:
+        """An API token of that role, made with `csms token create` as a user makes one."""
+        if role not in self._tokens:
+            self._tokens[role] = self.create_token(role)
+        return self._tokens[role]
+
+    def create_token(self, role: str) -> str:
+        where = ["--database-url", self.database_url] if self.database_url else []
+        if "--data-dir" in self.extra:
+            where += ["--data-dir", self.extra[self.extra.index("--data-dir") + 1]]
+        done = subprocess.run(
+            [sys.executable, "-m", "adapters.cli", "token", "create", "--role", role, *where],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
+        )
+        return done.stdout.strip().splitlines()[-1]
+
     def http_url(self, path: str = "/graphql") -> str:
         return f"http://127.0.0.1:{self.http_port}{path}"
 
@@ -93,13 +113,28 @@ class ServerProcess:
         return self.log_path.read_text()
 
 
-async def graphql(server: ServerProcess, query: str, **variables: Any) -> dict[str, Any]:
+async def graphql_response(
+    server: ServerProcess, query: str, token: str | None, **variables: Any
+) -> dict[str, Any]:
+    """The whole GraphQL response body, errors included."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient() as client:
         response = await client.post(
-            server.http_url(), json={"query": query, "variables": variables}, timeout=10
+            server.http_url(),
+            json={"query": query, "variables": variables},
+            headers=headers,
+            timeout=60,
         )
     response.raise_for_status()
     body: dict[str, Any] = response.json()
+    return body
+
+
+async def graphql(
+    server: ServerProcess, query: str, role: str = "operator", **variables: Any
+) -> dict[str, Any]:
+    """The data of a query sent with a token of the role; fails on any error."""
+    body = await graphql_response(server, query, server.token(role), **variables)
     assert "errors" not in body, body
     data: dict[str, Any] = body["data"]
     return data
