@@ -367,6 +367,10 @@ async def test_diagnostics_are_uploaded_recorded_and_downloadable(
     assert recorded["sha256"] == file["sha256"] and recorded["command_id"] == result["id"]
 
 
+def _bearer(server: ServerProcess, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {server.token(role)}"}
+
+
 async def _ws_messages(server: ServerProcess, query: str, received: list[Any]) -> None:
     import json
 
