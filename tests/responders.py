@@ -54,96 +54,91 @@ def _variables(status: str, key: str) -> Answer:
     return answer
 
 
+# What a station of either version answers, where both versions answer alike.
+SAME_ANSWER: dict[str, Answer] = {
+    action: _status("Accepted")
+    for action in (
+        "Reset",
+        "ChangeAvailability",
+        "TriggerMessage",
+        "SetChargingProfile",
+        "ClearChargingProfile",
+        "ReserveNow",
+        "CancelReservation",
+        "SendLocalList",
+        "ClearCache",
+    )
+} | {
+    "UnlockConnector": _status("Unlocked"),
+    "DataTransfer": lambda p: {"status": "Accepted", "data": "pong"},
+}
+SAME_REFUSAL: dict[str, Answer] = {
+    action: _status("Rejected")
+    for action in (
+        "Reset",
+        "ChangeAvailability",
+        "TriggerMessage",
+        "SetChargingProfile",
+        "GetCompositeSchedule",
+        "ReserveNow",
+        "CancelReservation",
+        "ClearCache",
+        "DataTransfer",
+    )
+} | {
+    "UnlockConnector": _status("UnlockFailed"),
+    "ClearChargingProfile": _status("Unknown"),
+    "SendLocalList": _status("Failed"),
+}
+
 ANSWERS_16: dict[str, dict[str, Answer]] = {
-    "answer": {
+    "answer": SAME_ANSWER
+    | {
         "RemoteStartTransaction": _status("Accepted"),
         "RemoteStopTransaction": _status("Accepted"),
-        "UnlockConnector": _status("Unlocked"),
-        "Reset": _status("Accepted"),
-        "ChangeAvailability": _status("Accepted"),
         "GetConfiguration": lambda p: {
             "configuration_key": [{"key": k, "readonly": False, "value": "300"} for k in p["key"]]
         },
         "ChangeConfiguration": _status("Accepted"),
-        "TriggerMessage": _status("Accepted"),
         "UpdateFirmware": lambda p: {},
         "GetDiagnostics": lambda p: {"file_name": "diagnostics.log"},
         "GetLog": lambda p: {"status": "Accepted", "filename": "security.log"},
-        "SetChargingProfile": _status("Accepted"),
-        "ClearChargingProfile": _status("Accepted"),
         "GetCompositeSchedule": lambda p: {
             "status": "Accepted",
             "connector_id": p["connector_id"],
             "schedule_start": "2026-11-25T10:00:00Z",
             "charging_schedule": SCHEDULE16,
         },
-        "ReserveNow": _status("Accepted"),
-        "CancelReservation": _status("Accepted"),
-        "SendLocalList": _status("Accepted"),
         "GetLocalListVersion": lambda p: {"list_version": 3},
-        "ClearCache": _status("Accepted"),
-        "DataTransfer": lambda p: {"status": "Accepted", "data": "pong"},
     },
-    "reject": {
+    "reject": SAME_REFUSAL
+    | {
         "RemoteStartTransaction": _status("Rejected"),
         "RemoteStopTransaction": _status("Rejected"),
-        "UnlockConnector": _status("UnlockFailed"),
-        "Reset": _status("Rejected"),
-        "ChangeAvailability": _status("Rejected"),
         "ChangeConfiguration": _status("Rejected"),
-        "TriggerMessage": _status("Rejected"),
-        "SetChargingProfile": _status("Rejected"),
-        "ClearChargingProfile": _status("Unknown"),
-        "GetCompositeSchedule": _status("Rejected"),
-        "ReserveNow": _status("Rejected"),
-        "CancelReservation": _status("Rejected"),
-        "SendLocalList": _status("Failed"),
-        "ClearCache": _status("Rejected"),
-        "DataTransfer": _status("Rejected"),
     },
 }
 
 ANSWERS_201: dict[str, dict[str, Answer]] = {
-    "answer": {
+    "answer": SAME_ANSWER
+    | {
         "RequestStartTransaction": _status("Accepted"),
         "RequestStopTransaction": _status("Accepted"),
-        "UnlockConnector": _status("Unlocked"),
-        "Reset": _status("Accepted"),
-        "ChangeAvailability": _status("Accepted"),
         "GetVariables": _variables("Accepted", "get"),
         "GetBaseReport": _status("Accepted"),
         "SetVariables": _variables("Accepted", "set"),
-        "TriggerMessage": _status("Accepted"),
         "UpdateFirmware": _status("Accepted"),
         "GetLog": lambda p: {"status": "Accepted", "filename": "diagnostics.log"},
-        "SetChargingProfile": _status("Accepted"),
-        "ClearChargingProfile": _status("Accepted"),
         "GetCompositeSchedule": _status("Accepted"),
-        "ReserveNow": _status("Accepted"),
-        "CancelReservation": _status("Accepted"),
-        "SendLocalList": _status("Accepted"),
         "GetLocalListVersion": lambda p: {"version_number": 3},
-        "ClearCache": _status("Accepted"),
-        "DataTransfer": lambda p: {"status": "Accepted", "data": "pong"},
     },
-    "reject": {
+    "reject": SAME_REFUSAL
+    | {
         "RequestStartTransaction": _status("Rejected"),
         "RequestStopTransaction": _status("Rejected"),
-        "UnlockConnector": _status("UnlockFailed"),
-        "Reset": _status("Rejected"),
-        "ChangeAvailability": _status("Rejected"),
         "SetVariables": _variables("Rejected", "set"),
-        "TriggerMessage": _status("Rejected"),
         "UpdateFirmware": _status("Rejected"),
         "GetLog": _status("Rejected"),
-        "SetChargingProfile": _status("Rejected"),
-        "ClearChargingProfile": _status("Unknown"),
-        "GetCompositeSchedule": _status("Rejected"),
-        "ReserveNow": _status("Rejected"),
-        "CancelReservation": _status("Rejected"),
-        "SendLocalList": _status("Failed"),
-        "ClearCache": _status("Rejected"),
-        "DataTransfer": _status("Rejected"),
     },
 }
 

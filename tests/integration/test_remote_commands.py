@@ -4,11 +4,16 @@ refused, failed, unanswered and offline; across two server processes; with roles
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
+import websockets
+from ocpp.v16 import call
 
 from tests.responders import DIAGNOSTICS, responder
 from tests.support import ServerProcess, graphql, graphql_response, stored_events
@@ -298,11 +303,6 @@ async def test_a_command_sent_through_another_node_reaches_the_station(
 
 
 async def _command_events(server: ServerProcess, command_id: str, name: str) -> list[Any]:
-    import json
-    import uuid
-
-    import psycopg
-
     assert server.database_url
     async with await psycopg.AsyncConnection.connect(server.database_url) as conn:
         cursor = await conn.execute(
@@ -372,10 +372,6 @@ def _bearer(server: ServerProcess, role: str) -> dict[str, str]:
 
 
 async def _ws_messages(server: ServerProcess, query: str, received: list[Any]) -> None:
-    import json
-
-    import websockets
-
     url = server.http_url().replace("http://", "ws://")
     async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         token = server.token("operator")
@@ -415,8 +411,6 @@ async def test_subscriptions_follow_station_status_and_command_results(
     try:
         await asyncio.sleep(1)  # subscribed
         async with responder(server, "CS-LIVE", "ocpp1.6") as station:
-            from ocpp.v16 import call
-
             await station.client.call(
                 call.StatusNotification(connector_id=1, error_code="NoError", status="Faulted")
             )
