@@ -19,6 +19,8 @@ import websockets
 from ocpp.charge_point import ChargePoint
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
+from ocpp.v21 import ChargePoint as ChargePoint21
+from ocpp.v21 import call_result as result21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call_result as result201
 
@@ -199,11 +201,11 @@ async def responder(
     server: ServerProcess, station_id: str, protocol: str, behaviour: str = "answer"
 ) -> AsyncIterator[Responder]:
     """A station of that version, connected and booted, answering the CSMS's calls."""
-    client_class, answers, results = (
-        (ChargePoint16, ANSWERS_16, result16)
-        if protocol == "ocpp1.6"
-        else (ChargePoint201, ANSWERS_201, result201)
-    )
+    client_class, answers, results = {
+        "ocpp1.6": (ChargePoint16, ANSWERS_16, result16),
+        "ocpp2.0.1": (ChargePoint201, ANSWERS_201, result201),
+        "ocpp2.1": (ChargePoint21, ANSWERS_201, result21),
+    }[protocol]
     async with websockets.connect(
         server.ocpp_url(station_id),
         subprotocols=[protocol],  # type: ignore[list-item]

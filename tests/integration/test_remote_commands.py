@@ -160,7 +160,7 @@ def _expected_status(protocol: str, status: str | None) -> str | None:
     return status
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", (*PROTOCOLS, "ocpp2.1"))
 async def test_every_operation_reaches_the_station_and_returns_its_answer(
     servers: tuple[ServerProcess, ServerProcess], protocol: str
 ) -> None:
@@ -248,7 +248,7 @@ async def test_a_station_that_refuses_is_answered_as_refused(
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-async def test_no_answer_a_callerror_and_no_station_are_clear_failures(
+async def test_no_answer_a_callerror_a_lost_connection_and_no_station_are_clear_failures(
     servers: tuple[ServerProcess, ServerProcess], protocol: str
 ) -> None:
     server, _ = servers
@@ -261,6 +261,11 @@ async def test_no_answer_a_callerror_and_no_station_are_clear_failures(
         refused = await command(server, f'clearCache(stationId: "{broken_id}")')
     assert (refused["state"], refused["failure"]) == ("Failed", "CallError")
     assert refused["detail"].startswith("InternalError")
+    async with responder(server, silent_id, protocol, "silent"):
+        pending = asyncio.create_task(command(server, f'clearCache(stationId: "{silent_id}")'))
+        await asyncio.sleep(0.5)  # sent, unanswered; then the station goes away
+    lost = await pending
+    assert (lost["state"], lost["failure"]) == ("Failed", "ConnectionLost")
     offline = await command(server, f'clearCache(stationId: "{silent_id}")')
     assert (offline["state"], offline["failure"]) == ("Failed", "StationOffline")
     never = await command(server, 'reset(stationId: "NEVER-SEEN")')
