@@ -93,7 +93,7 @@ class CommandRouter:
                     now(),
                     only_if_unsent=True,
                 )
-                if await self._submit(offline):
+                if await self._record(offline):
                     return await self.read(command_id)
             if not await _within(settled, self.timeout + CLAIM_WINDOW):
                 await self._settle(command_id, Failure.TIMEOUT, "the node holding it went silent")
@@ -181,9 +181,12 @@ class CommandRouter:
             SettleRemoteCommand(command_id, None, None, failure, detail[:500], now())
         )
 
-    async def _record(self, outcome: SettleRemoteCommand) -> None:
-        if await self._submit(outcome):
+    async def _record(self, outcome: SettleRemoteCommand) -> bool:
+        """True if this outcome settled the command (no other had before)."""
+        settled: bool = await self._submit(outcome)
+        if settled:
             await self._signal(SETTLED, outcome.command_id)
+        return settled
 
     async def _signal(self, channel: str, command_id: UUID) -> None:
         if channel == SENT:

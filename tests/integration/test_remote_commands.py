@@ -408,7 +408,7 @@ async def test_subscriptions_follow_station_status_and_command_results(
         asyncio.create_task(
             _ws_messages(
                 other,
-                'subscription { commandResults(stationId: "CS-LIVE") { action status } }',
+                'subscription { commandResults(stationId: "CS-LIVE") { action status failure } }',
                 results,
             )
         ),
@@ -420,18 +420,19 @@ async def test_subscriptions_follow_station_status_and_command_results(
                 call.StatusNotification(connector_id=1, error_code="NoError", status="Faulted")
             )
             await command(server, 'clearCache(stationId: "CS-LIVE")')
-            for _ in range(100):
-                if results and any(_status_of(m) == "Faulted" for m in statuses):
-                    break
-                await asyncio.sleep(0.1)
+        await command(server, 'clearCache(stationId: "CS-LIVE")')  # gone: offline
+        for _ in range(100):
+            if len(results) >= 2 and any(_status_of(m) == "Faulted" for m in statuses):
+                break
+            await asyncio.sleep(0.1)
     finally:
         for watcher in watchers:
             watcher.cancel()
     assert any(_status_of(m) == "Faulted" for m in statuses), statuses
-    assert results[0]["payload"]["data"]["commandResults"] == {
-        "action": "ClearCache",
-        "status": "Accepted",
-    }
+    assert [m["payload"]["data"]["commandResults"] for m in results] == [
+        {"action": "ClearCache", "status": "Accepted", "failure": None},
+        {"action": None, "status": None, "failure": "StationOffline"},
+    ]
 
 
 def _status_of(message: dict[str, Any]) -> str | None:
