@@ -261,9 +261,12 @@ async def test_no_answer_a_callerror_a_lost_connection_and_no_station_are_clear_
         refused = await command(server, f'clearCache(stationId: "{broken_id}")')
     assert (refused["state"], refused["failure"]) == ("Failed", "CallError")
     assert refused["detail"].startswith("InternalError")
-    async with responder(server, silent_id, protocol, "silent"):
+    async with responder(server, silent_id, protocol, "silent") as going:
         pending = asyncio.create_task(command(server, f'clearCache(stationId: "{silent_id}")'))
-        await asyncio.sleep(0.5)  # sent, unanswered; then the station goes away
+        for _ in range(100):  # sent, unanswered; then the station goes away
+            if going.received:
+                break
+            await asyncio.sleep(0.05)
     lost = await pending
     assert (lost["state"], lost["failure"]) == ("Failed", "ConnectionLost")
     offline = await command(server, f'clearCache(stationId: "{silent_id}")')
@@ -414,11 +417,12 @@ async def test_subscriptions_follow_station_status_and_command_results(
         ),
     ]
     try:
-        await asyncio.sleep(1)  # subscribed
+        await asyncio.sleep(2)  # subscribed (there is no acknowledgement to wait for)
         async with responder(server, "CS-LIVE", "ocpp1.6") as station:
-            await station.client.call(
-                call.StatusNotification(connector_id=1, error_code="NoError", status="Faulted")
-            )
+            for status in ("Available", "Faulted"):
+                await station.client.call(
+                    call.StatusNotification(connector_id=1, error_code="NoError", status=status)
+                )
             await command(server, 'clearCache(stationId: "CS-LIVE")')
         await command(server, 'clearCache(stationId: "CS-LIVE")')  # gone: offline
         for _ in range(100):
