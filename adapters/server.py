@@ -35,6 +35,7 @@ from adapters.routing import CommandRouter
 from adapters.writer import CommandWriter
 from api.app import create_app
 from projections.base import SqlView
+from projections.billing import BillingProjection, BillingView
 from projections.device_model import DeviceModelProjection, DeviceModelView
 from projections.id_tokens import IdTokensProjection, IdTokensView
 from projections.remote_commands import RemoteCommandsProjection, RemoteCommandsView
@@ -49,6 +50,7 @@ PROJECTIONS: list[tuple[type[Projection[Any]], type[SqlView]]] = [
     (DeviceModelProjection, DeviceModelView),
     (RemoteCommandsProjection, RemoteCommandsView),
     (IdTokensProjection, IdTokensView),
+    (BillingProjection, BillingView),
 ]
 
 

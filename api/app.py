@@ -19,15 +19,20 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.tools import merge_types
 
 from api.auth import principal_from
-from api.operations import Mutation, Subscription
+from api.operations import Mutation, Subscription, TariffMutation
 from api.ports import Backend, Role
 from api.schema import Query
 
 log = logging.getLogger(__name__)
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+schema = strawberry.Schema(
+    query=Query,
+    mutation=merge_types("Mutation", (Mutation, TariffMutation)),
+    subscription=Subscription,
+)
 
 
 class CsmsGraphQL(GraphQL[dict[str, Any], None]):

@@ -14,12 +14,19 @@ from strawberry.types import Info
 
 from api.auth import OPERATORS, READERS, requester
 from api.ports import backend
-from api.records import IdTokenRecord, RemoteCommandResult
+from api.records import IdTokenRecord, RemoteCommandResult, TariffRecord
 from api.schema import Station, station_by_uuid
 from domain.id_tokens import IdToken as IdTokenAggregate
 from domain.ids import station_uuid
-from domain.operator_commands import ChangeIdToken, OperatorError, RegisterIdToken
+from domain.operator_commands import (
+    ChangeIdToken,
+    ChangeTariff,
+    CreateTariff,
+    OperatorError,
+    RegisterIdToken,
+)
 from domain.remote import Operation
+from domain.tariffs import Prices, TariffError
 
 
 def iso(moment: datetime) -> str:
@@ -450,6 +457,85 @@ class Mutation:
         return await _token_change(
             info, id_token, IdTokenAggregate.ExpirySet, expires_at=expires_at
         )
+
+
+@strawberry.input
+class PricesInput:
+    energy_per_kwh: Decimal = Decimal(0)
+    charging_per_minute: Decimal = Decimal(0)
+    idle_per_minute: Decimal = strawberry.field(
+        default=Decimal(0), description="Per minute parked after the EV stopped drawing energy"
+    )
+    session_fee: Decimal = Decimal(0)
+    tax_rate: Decimal = strawberry.field(default=Decimal(0), description="0.19 for 19 %")
+
+    def prices(self) -> Prices:
+        return Prices(**vars(self))
+
+
+async def _tariff(info: Info, command: Any) -> TariffRecord:
+    try:
+        return TariffRecord.of(await backend(info).run(command))
+    except (OperatorError, TariffError) as error:
+        raise ValueError(str(error)) from None
+
+
+@strawberry.type
+class TariffMutation:
+    @strawberry.mutation(
+        permission_classes=[OPERATORS],
+        description="A tariff for some stations (or all: no stationIds), from validFrom (now) on",
+    )
+    async def create_tariff(
+        self,
+        info: Info,
+        name: str,
+        currency: str,
+        prices: PricesInput,
+        station_ids: list[str] | None = None,
+        valid_from: datetime | None = None,
+        valid_to: datetime | None = None,
+    ) -> TariffRecord:
+        now = datetime.now(UTC)
+        create = CreateTariff(
+            uuid4(),
+            name,
+            currency,
+            prices.prices(),
+            station_ids,
+            _aware(valid_from) or now,
+            _aware(valid_to),
+            await requester(info),
+            now,
+        )
+        return await _tariff(info, create)
+
+    @strawberry.mutation(
+        permission_classes=[OPERATORS],
+        description="New prices from effectiveFrom (now) on; sessions started before keep theirs",
+    )
+    async def change_tariff_prices(
+        self, info: Info, id: UUID, prices: PricesInput, effective_from: datetime | None = None
+    ) -> TariffRecord:
+        now = datetime.now(UTC)
+        change = ChangeTariff(
+            id, prices.prices(), _aware(effective_from) or now, None, await requester(info), now
+        )
+        return await _tariff(info, change)
+
+    @strawberry.mutation(permission_classes=[OPERATORS], description="The tariff ends (now)")
+    async def end_tariff(
+        self, info: Info, id: UUID, valid_to: datetime | None = None
+    ) -> TariffRecord:
+        now = datetime.now(UTC)
+        end = ChangeTariff(id, None, now, _aware(valid_to) or now, await requester(info), now)
+        return await _tariff(info, end)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 @strawberry.type

@@ -12,6 +12,7 @@ from strawberry.scalars import JSON
 
 from domain.id_tokens import IdToken
 from domain.remote import CommandState, RemoteCommand
+from domain.tariffs import Prices, Tariff
 
 
 @strawberry.type
@@ -144,3 +145,102 @@ class Upload:
     download_path: str = strawberry.field(
         description="GET it with an operator or auditor token in the Authorization header"
     )
+
+
+@strawberry.type
+class TariffPrices:
+    energy_per_kwh: Decimal
+    charging_per_minute: Decimal
+    idle_per_minute: Decimal = strawberry.field(description="Parking after charging ended")
+    session_fee: Decimal
+    tax_rate: Decimal = strawberry.field(description="0.19 for 19 %")
+
+
+@strawberry.type
+class TariffRecord:
+    id: UUID
+    name: str
+    currency: str
+    prices: TariffPrices
+    station_ids: list[str] | None = strawberry.field(description="null: every station")
+    valid_from: datetime
+    valid_to: datetime | None
+
+    @staticmethod
+    def of(tariff: Tariff) -> TariffRecord:
+        return TariffRecord(
+            id=tariff.id,
+            name=tariff.name,
+            currency=tariff.currency,
+            prices=TariffPrices(**tariff.prices.to_record()),
+            station_ids=tariff.station_ids,
+            valid_from=tariff.valid_from,
+            valid_to=tariff.valid_to,
+        )
+
+    @staticmethod
+    def from_row(row: dict[str, Any]) -> TariffRecord:
+        prices = Prices.from_record(row["prices"]).to_record()
+        return TariffRecord(
+            id=row["tariff_id"],
+            name=row["name"],
+            currency=row["currency"],
+            prices=TariffPrices(**prices),
+            station_ids=row["station_ids"],
+            valid_from=row["valid_from"],
+            valid_to=row["valid_to"],
+        )
+
+
+@strawberry.type
+class ChargingSession:
+    cursor: str = strawberry.field(description="Its feed position: pass it as `after`")
+    session_id: UUID
+    version: int = strawberry.field(description="1 when it ended; more for each correction")
+    latest: bool
+    reason: str = strawberry.field(description="`ended`, or what changed it afterwards")
+    priced_at: datetime
+    station_id: str
+    transaction_id: str
+    evse_id: int | None
+    connector_id: int | None
+    id_token: str | None
+    token_type: str | None
+    started_at: datetime
+    stopped_at: datetime
+    stop_reason: str | None
+    energy_wh: Decimal
+    energy_kwh: Decimal
+    duration_seconds: int
+    charging_seconds: int
+    idle_seconds: int
+    tariff_id: UUID | None
+    tariff_name: str | None
+    tariff_version: int | None
+    currency: str | None
+    energy_cost: Decimal | None
+    charging_time_cost: Decimal | None
+    idle_cost: Decimal | None
+    session_fee: Decimal | None
+    subtotal: Decimal | None = strawberry.field(description="Before tax")
+    tax_rate: Decimal | None
+    tax: Decimal | None
+    total: Decimal | None = strawberry.field(description="With tax")
+
+    @staticmethod
+    def from_row(row: dict[str, Any]) -> ChargingSession:
+        columns = {k: v for k, v in row.items() if k != "feed_position"}
+        return ChargingSession(
+            cursor=str(row["feed_position"]),
+            energy_kwh=row["energy_wh"] / 1000,
+            **columns,
+        )
+
+
+@strawberry.type
+class SessionPage:
+    sessions: list[ChargingSession]
+    end_cursor: str | None = strawberry.field(
+        description="Where the next page starts; the `after` you gave if there is nothing new"
+    )
+    has_more: bool

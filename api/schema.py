@@ -14,7 +14,14 @@ from strawberry.types import Info
 
 from api.auth import READERS, SESSION_READERS
 from api.ports import backend
-from api.records import IdTokenRecord, RemoteCommandResult, Upload
+from api.records import (
+    ChargingSession,
+    IdTokenRecord,
+    RemoteCommandResult,
+    SessionPage,
+    TariffRecord,
+    Upload,
+)
 from projections import queries
 
 MAX_PAGE = 1000
@@ -295,6 +302,31 @@ class Query:
         async with _pool(info).connection() as conn:
             rows = await queries.remote_commands(conn, station_id, min(first, MAX_PAGE))
         return [RemoteCommandResult.from_row(r) for r in rows]
+
+    @strawberry.field(permission_classes=[SESSION_READERS], description="Tariffs, as now")
+    async def tariffs(self, info: Info) -> list[TariffRecord]:
+        async with _pool(info).connection() as conn:
+            return [TariffRecord.from_row(r) for r in await queries.tariffs(conn)]
+
+    @strawberry.field(
+        permission_classes=[SESSION_READERS],
+        description="Finished charging sessions, priced, in feed order: every version of each, "
+        "a correction being a new version. Keep `endCursor` and pass it as `after` next time: "
+        "each version is read exactly once.",
+    )
+    async def charging_sessions(
+        self, info: Info, after: str | None = None, first: int = 100, session_id: UUID | None = None
+    ) -> SessionPage:
+        try:
+            position = int(after) if after else 0
+        except ValueError:
+            raise ValueError(f"{after!r} is not a cursor this feed gave") from None
+        limit = max(1, min(first, MAX_PAGE))
+        async with _pool(info).connection() as conn:
+            rows = await queries.charging_sessions(conn, position, limit + 1, session_id)
+        page = [ChargingSession.from_row(r) for r in rows[:limit]]
+        end = page[-1].cursor if page else after
+        return SessionPage(sessions=page, end_cursor=end, has_more=len(rows) > limit)
 
     @strawberry.field(permission_classes=[READERS], description="Registered id tokens")
     async def id_tokens(self, info: Info, first: int = 100) -> list[IdTokenRecord]:

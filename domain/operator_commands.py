@@ -10,6 +10,7 @@ from uuid import UUID
 from domain.id_tokens import IdToken
 from domain.ids import id_token_uuid
 from domain.remote import CommandState, Operation, RemoteCommand
+from domain.tariffs import Prices, Tariff
 from domain.unit_of_work import UnitOfWork
 
 
@@ -153,3 +154,55 @@ class ChangeIdToken:
             raise OperatorError(f"id token {self.id_token!r} is not registered")
         token.trigger_event(self.change, by=self.by, timestamp=self.at, **self.fields)
         return token
+
+
+@dataclass(frozen=True)
+class CreateTariff:
+    tariff_id: UUID
+    name: str
+    currency: str
+    prices: Prices
+    station_ids: list[str] | None
+    valid_from: datetime
+    valid_to: datetime | None
+    by: str
+    at: datetime
+
+    def execute(self, uow: UnitOfWork) -> Tariff:
+        if uow.get(Tariff, self.tariff_id) is not None:
+            raise OperatorError(f"tariff {self.tariff_id} exists already")
+        tariff = Tariff.create(
+            self.tariff_id,
+            self.name,
+            self.currency,
+            self.prices,
+            self.station_ids,
+            self.valid_from,
+            self.valid_to,
+            self.by,
+            self.at,
+        )
+        uow.add(tariff)
+        return tariff
+
+
+@dataclass(frozen=True)
+class ChangeTariff:
+    """New prices from a moment on, or the end of the tariff's validity."""
+
+    tariff_id: UUID
+    prices: Prices | None
+    effective_from: datetime
+    valid_to: datetime | None
+    by: str
+    at: datetime
+
+    def execute(self, uow: UnitOfWork) -> Tariff:
+        tariff = uow.get(Tariff, self.tariff_id)
+        if tariff is None:
+            raise OperatorError(f"no tariff {self.tariff_id}")
+        if self.prices is not None:
+            tariff.change_prices(self.prices, self.effective_from, self.by, self.at)
+        if self.valid_to is not None:
+            tariff.end(self.valid_to, self.by, self.at)
+        return tariff

@@ -99,3 +99,24 @@ async def id_tokens(conn: AsyncConnection[Any], id_token: str | None, limit: int
     if id_token is not None:
         return await _fetch(conn, "SELECT * FROM id_tokens WHERE id_token = %s", (id_token,))
     return await _fetch(conn, "SELECT * FROM id_tokens ORDER BY id_token LIMIT %s", (limit,))
+
+
+async def tariffs(conn: AsyncConnection[Any]) -> list[Row]:
+    """Every tariff at its latest version, by name."""
+    return await _fetch(
+        conn,
+        "SELECT DISTINCT ON (tariff_id) * FROM billing_tariffs ORDER BY tariff_id, version DESC",
+    )
+
+
+async def charging_sessions(
+    conn: AsyncConnection[Any], after: int, limit: int, session_id: Any = None
+) -> list[Row]:
+    """Session versions in feed order, after a feed position (of one session, if given)."""
+    sql = "SELECT * FROM billing_feed WHERE feed_position > %s"
+    params: list[Any] = [after]
+    if session_id is not None:
+        sql += " AND session_id = %s"
+        params.append(session_id)
+    sql += " ORDER BY feed_position LIMIT %s"
+    return await _fetch(conn, sql, [*params, limit])
