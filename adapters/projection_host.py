@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from eventsourcing.projection import Projection, ProjectionRunner
 
+from adapters import projection_admin as admin
 from domain.service import CSMS
 from projections.base import SqlView
 
@@ -75,14 +76,27 @@ class ProjectionHost:
             if not acquired or not acquired[0]:
                 return  # another node runs it; try again later
             log.info("projection %s runs on this node", projection.name)
-            with ProjectionRunner(
-                application_class=CSMS,
-                projection_class=projection,
-                view_class=view,
-                env=self._env,
-            ) as runner:
-                while not self._stopping.is_set():
-                    runner.run_forever(timeout=1.0)  # re-raises a projection error
-                    if runner.is_interrupted.is_set():
-                        raise RuntimeError(f"projection {projection.name} stopped by itself")
-                    lock_conn.execute("SELECT 1")  # fails if the lock's connection is gone
+            while not self._stopping.is_set():
+                if admin.rebuild_requested(lock_conn, projection):
+                    log.info("projection %s: rebuilding from the first event", projection.name)
+                    admin.reset(self._database_url, self._env, projection, view)
+                    admin.rebuild_started(lock_conn, projection)
+                self._run(lock_conn, projection, view)
+
+    def _run(
+        self, lock_conn: psycopg.Connection[Any], projection: ProjectionClass, view: type[SqlView]
+    ) -> None:
+        """Runs the projection until the node stops or someone asks for a rebuild."""
+        with ProjectionRunner(
+            application_class=CSMS,
+            projection_class=projection,
+            view_class=view,
+            env=self._env,
+        ) as runner:
+            while not self._stopping.is_set():
+                runner.run_forever(timeout=1.0)  # re-raises a projection error
+                if runner.is_interrupted.is_set():
+                    raise RuntimeError(f"projection {projection.name} stopped by itself")
+                # This query also fails if the lock's connection is gone.
+                if admin.rebuild_requested(lock_conn, projection):
+                    return

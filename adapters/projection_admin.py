@@ -1,0 +1,226 @@
+"""Projection operations: where each projection stands, and rebuilding one from the first event.
+
+A rebuild empties the projection's tables and tracking position in one transaction (readers see
+the old rows, then the empty tables, never missing tables) and replays every event of its
+topics. If a server runs the projection, the server does the work, asked through the
+`projection_rebuilds` table; otherwise the command does it itself. Either way it reports its
+progress until the projection has caught up with the events stored when it began.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.utils import Environment
+from psycopg.sql import SQL, Composable, Composed, Identifier
+
+from adapters.postgres import EVENTS_TABLE, REBUILD_REQUESTS_SQL
+from domain.service import CSMS
+from projections.base import SqlView
+
+ProjectionClass = type[Projection[Any]]
+Registered = Sequence[tuple[ProjectionClass, type[SqlView]]]
+
+_CREATED = re.compile(r"CREATE (TABLE IF NOT EXISTS|OR REPLACE VIEW) (\w+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Standing:
+    name: str
+    position: int  # the notification id of the last event it applied
+    behind: int  # events of its topics stored after that
+    running: bool  # a server holds it
+
+
+def tracking_table(projection: ProjectionClass) -> str:
+    return f"{projection.name.lower()}_tracking"
+
+
+def standing(conn: psycopg.Connection[Any], projection: ProjectionClass, lock_key: int) -> Standing:
+    position = _position(conn, projection)
+    row = conn.execute(
+        f"SELECT count(*) FROM {EVENTS_TABLE} WHERE notification_id > %s AND topic = ANY(%s)",
+        (position, list(projection.topics)),
+    ).fetchone()
+    held = conn.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND classid = 0 AND objid = %s AND objsubid = 1",
+        (lock_key,),
+    ).fetchone()
+    return Standing(projection.name, position, int(row[0]) if row else 0, bool(held and held[0]))
+
+
+def _position(conn: psycopg.Connection[Any], projection: ProjectionClass) -> int:
+    exists = conn.execute("SELECT to_regclass(%s)", (tracking_table(projection),)).fetchone()
+    if not exists or exists[0] is None:
+        return 0
+    row = conn.execute(
+        SQL("SELECT max(notification_id) FROM {}").format(Identifier(tracking_table(projection)))
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def _target(conn: psycopg.Connection[Any], projection: ProjectionClass) -> tuple[int, int]:
+    """The last event of its topics stored now, and how many there are."""
+    row = conn.execute(
+        f"SELECT coalesce(max(notification_id), 0), count(*) FROM {EVENTS_TABLE} "
+        "WHERE topic = ANY(%s)",
+        (list(projection.topics),),
+    ).fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def reset(
+    database_url: str, env: Mapping[str, str], projection: ProjectionClass, view: type[SqlView]
+) -> None:
+    """Empties the projection: its tables and tracking made anew, in one transaction."""
+    factory = InfrastructureFactory[SqlView].construct(
+        env=Environment(projection.name, {**env, "POSTGRES_POOL_SIZE": "1", "CREATE_TABLE": "n"})
+    )
+    recorder = factory.tracking_recorder(view)
+    statements: list[Composable] = list(recorder.sql_create_statements)
+    factory.close()
+    created = [m.groups() for ddl in view.tables if (m := _CREATED.search(ddl))]
+    with psycopg.connect(database_url) as conn, conn.transaction():
+        for kind, name in reversed(created):
+            drop = "DROP VIEW IF EXISTS {}" if "VIEW" in kind.upper() else "DROP TABLE IF EXISTS {}"
+            conn.execute(SQL(drop + " CASCADE").format(Identifier(name)))
+        conn.execute(SQL("DROP TABLE IF EXISTS {}").format(Identifier(tracking_table(projection))))
+        for statement in statements:
+            conn.execute(Composed([statement]))
+
+
+Progress = Callable[[int, int, float], None]  # done, of, seconds
+
+
+def rebuild(
+    database_url: str,
+    env: Mapping[str, str],
+    projection: ProjectionClass,
+    view: type[SqlView],
+    lock_key: int,
+    progress: Progress,
+) -> int:
+    """Rebuilds the projection from the first event; returns how many events it applied."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(REBUILD_REQUESTS_SQL)
+        target, count = _target(conn, projection)
+        acquired = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()
+        if acquired and acquired[0]:
+            try:
+                reset(database_url, env, projection, view)
+                _run_here(conn, env, projection, view, target, count, progress)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
+        else:
+            _ask_server(conn, projection, target, count, progress)
+    return count
+
+
+def _run_here(
+    conn: psycopg.Connection[Any],
+    env: Mapping[str, str],
+    projection: ProjectionClass,
+    view: type[SqlView],
+    target: int,
+    count: int,
+    progress: Progress,
+) -> None:
+    stop = threading.Event()
+    runner_env = {**env, "CSMS_CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
+    with ProjectionRunner(
+        application_class=CSMS, projection_class=projection, view_class=view, env=runner_env
+    ) as runner:
+        failed: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                while not stop.is_set():
+                    runner.run_forever(timeout=0.5)
+            except BaseException as error:  # reported to the caller below
+                failed.append(error)
+
+        thread = threading.Thread(target=run, name=f"rebuild-{projection.name}", daemon=True)
+        thread.start()
+        try:
+            _follow(conn, projection, target, count, progress, lambda: bool(failed))
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+        if failed:
+            raise RuntimeError(f"projection {projection.name} failed: {failed[0]!r}")
+
+
+def _ask_server(
+    conn: psycopg.Connection[Any],
+    projection: ProjectionClass,
+    target: int,
+    count: int,
+    progress: Progress,
+) -> None:
+    conn.execute(
+        "INSERT INTO projection_rebuilds (name, requested_at) VALUES (%s, now()) "
+        "ON CONFLICT (name) DO UPDATE SET requested_at = now(), started_at = NULL",
+        (projection.name,),
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        row = conn.execute(
+            "SELECT started_at FROM projection_rebuilds WHERE name = %s", (projection.name,)
+        ).fetchone()
+        if row and row[0] is not None:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"the server running {projection.name} did not start the rebuild within 30 s; "
+                "is it still running? (`csms projections` shows it)"
+            )
+        time.sleep(0.2)
+    _follow(conn, projection, target, count, progress, lambda: False)
+
+
+def _follow(
+    conn: psycopg.Connection[Any],
+    projection: ProjectionClass,
+    target: int,
+    count: int,
+    progress: Progress,
+    failed: Callable[[], bool],
+) -> None:
+    started = time.monotonic()
+    while not failed():
+        position = _position(conn, projection)
+        row = conn.execute(
+            f"SELECT count(*) FROM {EVENTS_TABLE} WHERE topic = ANY(%s) AND notification_id <= %s",
+            (list(projection.topics), min(position, target)),
+        ).fetchone()
+        done = int(row[0]) if row else 0
+        progress(done, count, time.monotonic() - started)
+        if position >= target:
+            return
+        time.sleep(0.25)
+
+
+def rebuild_requested(conn: psycopg.Connection[Any], projection: ProjectionClass) -> bool:
+    """True if someone asked for this projection to be rebuilt and it has not begun."""
+    row = conn.execute(
+        "SELECT 1 FROM projection_rebuilds WHERE name = %s AND started_at IS NULL",
+        (projection.name,),
+    ).fetchone()
+    return row is not None
+
+
+def rebuild_started(conn: psycopg.Connection[Any], projection: ProjectionClass) -> None:
+    """Tells the one who asked that the projection is empty and replaying."""
+    conn.execute(
+        "UPDATE projection_rebuilds SET started_at = now() WHERE name = %s", (projection.name,)
+    )
