@@ -63,7 +63,10 @@ def _position(conn: psycopg.Connection[Any], projection: ProjectionClass) -> int
     if not exists or exists[0] is None:
         return 0
     row = conn.execute(
-        SQL("SELECT max(notification_id) FROM {}").format(Identifier(tracking_table(projection)))
+        SQL("SELECT max(notification_id) FROM {} WHERE application_name = %s").format(
+            Identifier(tracking_table(projection))
+        ),
+        (CSMS.name,),  # the table also holds a row of the library's own bookkeeping
     ).fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
