@@ -290,7 +290,10 @@ async def test_billing_roles(server: ServerProcess) -> None:
 async def test_a_rebuild_gives_exactly_what_incremental_processing_gave(
     server: ServerProcess,
 ) -> None:
-    await session_of(server, "CS-LATE", versions=2)
+    async with connect(server, "CS-REBUILD", "ocpp1.6") as station:
+        tx = await station.start(1, "TAG-R", 0, at(0))
+        await station.stop(tx, 1, 2000, at(10), "Local", None)
+    await session_of(server, "CS-REBUILD")
     listing = await eventually(
         lambda: asyncio.to_thread(csms, server, "projections"),
         lambda text: all(re.search(rf"^{name}\s+\d+\s+0\s", text, re.M) for name in PROJECTIONS),
@@ -298,10 +301,18 @@ async def test_a_rebuild_gives_exactly_what_incremental_processing_gave(
     assert "on a server" in listing
     before = snapshot(server)
     assert before["charging_sessions"], "something to compare"
+    replayed = {}
     for name in PROJECTIONS:
         progress = csms(server, "projections", "rebuild", name, stderr=True)
-        assert f"rebuilt {name}" in progress and "events" in progress
+        found = re.search(rf"rebuilt {name}: (\d+) events", progress)
+        assert found and "[" + "#" * 30 + "]" in progress, progress
+        replayed[name] = int(found[1])
+    assert replayed["billing"] > 0 and replayed["transactions"] > 0
     assert snapshot(server) == before
+    assert server.database_url
+    with psycopg.connect(server.database_url) as conn:
+        asked = conn.execute("SELECT name FROM projection_rebuilds WHERE started_at IS NOT NULL")
+        assert {row[0] for row in asked} == set(PROJECTIONS)  # the server did each one
 
 
 PROJECTIONS = (
