@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from adapters import api_tokens, export
+from adapters import api_tokens, audit, export
 from adapters import projection_admin as admin
 from adapters.postgres import eventsourcing_env, start_embedded
 from adapters.projection_host import lock_key
@@ -111,7 +111,45 @@ def _parser() -> argparse.ArgumentParser:
     _token_commands(commands)
     _projection_commands(commands)
     _export_commands(commands)
+    _audit_commands(commands)
     return parser
+
+
+def _audit_commands(commands: Any) -> None:
+    audit_parser = commands.add_parser("audit", help="prove the history intact")
+    actions = audit_parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "verify",
+        help="check every stored event's hash chains; names the first event that was changed, "
+        "removed or inserted out of place",
+    )
+    _database_options(verify)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    url = _store_url(args)
+    if url is None:
+        return 2
+
+    def progress(done: int, seconds: float) -> None:
+        print(
+            f"\r{done:>12,} events checked  {done / max(seconds, 1e-9):,.0f} ev/s",
+            end="",
+            file=sys.stderr,
+        )
+
+    verdict = audit.verify(url, progress)
+    print(file=sys.stderr)
+    if not verdict.intact:
+        print(f"TAMPERED: {verdict.problem} ({verdict.checked} events before it are intact)")
+        return 1
+    head = verdict.head.hex() if verdict.head else "none"
+    print(
+        f"intact: {verdict.checked} events verified in {verdict.seconds:.2f} s"
+        f"{f' ({verdict.unchained} stored before the chain began)' if verdict.unchained else ''}"
+        f"; chain head {head}"
+    )
+    return 0
 
 
 def _projection_commands(commands: Any) -> None:
@@ -304,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _projections(args)
     if args.command == "export":
         return _export(args)
+    if args.command == "audit":
+        return _audit(args)
     serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
     return 0
 

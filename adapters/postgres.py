@@ -38,6 +38,39 @@ CREATE SEQUENCE IF NOT EXISTS {NUMBER_SEQUENCE} AS bigint START 1 MAXVALUE 21474
 """
 
 
+# Every event carries two hashes, computed here, in the transaction that writes it:
+# - aggregate_hash = sha256(the aggregate's previous event's aggregate_hash || content)
+# - chain_hash = sha256(the previous event's chain_hash || notification id || content)
+# - content = sha256(originator id as text || version as 8 bytes || topic || state)
+CHAIN_SQL = f"""
+ALTER TABLE {EVENTS_TABLE} ADD COLUMN IF NOT EXISTS aggregate_hash bytea,
+    ADD COLUMN IF NOT EXISTS chain_hash bytea;
+CREATE OR REPLACE FUNCTION csms_chain_event() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    content bytea;
+    previous bytea;
+    previous_in_aggregate bytea;
+BEGIN
+    content := sha256(convert_to(NEW.originator_id::text, 'UTF8')
+        || int8send(NEW.originator_version) || convert_to(coalesce(NEW.topic, ''), 'UTF8')
+        || coalesce(NEW.state, ''::bytea));
+    -- Writers hold the table's lock, so "the previous event" is well defined.
+    SELECT chain_hash INTO previous FROM {EVENTS_TABLE}
+        WHERE notification_id < NEW.notification_id ORDER BY notification_id DESC LIMIT 1;
+    SELECT aggregate_hash INTO previous_in_aggregate FROM {EVENTS_TABLE}
+        WHERE originator_id = NEW.originator_id
+        AND originator_version = NEW.originator_version - 1;
+    NEW.aggregate_hash := sha256(coalesce(previous_in_aggregate, ''::bytea) || content);
+    NEW.chain_hash := sha256(coalesce(previous, ''::bytea) || int8send(NEW.notification_id)
+        || content);
+    RETURN NEW;
+END $$;
+DROP TRIGGER IF EXISTS csms_events_chain ON {EVENTS_TABLE};
+CREATE TRIGGER csms_events_chain BEFORE INSERT ON {EVENTS_TABLE}
+    FOR EACH ROW EXECUTE FUNCTION csms_chain_event();
+"""
+
+
 # Where `csms projections rebuild` asks the server running a projection to rebuild it.
 REBUILD_REQUESTS_SQL = """
 CREATE TABLE IF NOT EXISTS projection_rebuilds (
@@ -108,6 +141,7 @@ def open_store(database_url: str, pool_size: int = 4, accept_unknown_tokens: boo
             accept_unknown_tokens=accept_unknown_tokens,
         )
         conn.execute(GUARD_SQL)
+        conn.execute(CHAIN_SQL)
         conn.execute(api_tokens.TABLE_SQL)
         conn.execute(files.TABLE_SQL)
         conn.execute(REBUILD_REQUESTS_SQL)
