@@ -12,7 +12,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from psycopg_pool import AsyncConnectionPool
 
-from adapters import api_tokens
+from adapters import api_tokens, frames
 from adapters.files import FileStore, StoredFile
 from adapters.notifications import Notifications
 from adapters.ocpp.translator import Submit
@@ -31,6 +31,7 @@ class ServerBackend:
         router: CommandRouter,
         notifications: Notifications,
         read_aggregate: Callable[[UUID], Any],
+        read_version: Callable[[UUID, int], Any],
         public_url: str,
         max_upload_bytes: int,
     ) -> None:
@@ -39,6 +40,7 @@ class ServerBackend:
         self._router = router
         self._notifications = notifications
         self._read_aggregate = read_aggregate
+        self._read_version = read_version
         self._files = FileStore(pool)
         self.public_url = public_url.rstrip("/")
         self.max_upload_bytes = max_upload_bytes
@@ -104,3 +106,16 @@ class ServerBackend:
 
     async def download(self, file_id: UUID) -> tuple[StoredFile, bytes] | None:
         return await self._files.content(file_id)
+
+    async def aggregate_at(self, aggregate_id: UUID, version: int) -> Any:
+        return await asyncio.to_thread(self._read_version, aggregate_id, version)
+
+    async def frames(
+        self,
+        station_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: int,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        return await frames.read(self._pool, station_id, since, until, after, limit)

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from adapters import api_tokens, audit, export
+from adapters import api_tokens, audit, export, replay
 from adapters import projection_admin as admin
 from adapters.postgres import eventsourcing_env, start_embedded
 from adapters.projection_host import lock_key
@@ -103,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
         help="largest diagnostics file a station may upload",
     )
     run.add_argument(
+        "--frame-retention-days",
+        type=int,
+        default=defaults.frame_retention_days,
+        help="days the journal keeps every OCPP frame in and out (0: keep no journal)",
+    )
+    run.add_argument(
         "--log-level",
         default=defaults.log_level,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -124,12 +130,24 @@ def _audit_commands(commands: Any) -> None:
         "removed or inserted out of place",
     )
     _database_options(verify)
+    replay = actions.add_parser(
+        "replay",
+        help="rebuild every projection as it stood at an instant into a new schema",
+        description="Replays the events recorded at or before --until through every "
+        "projection, into a new schema (default audit_<until>), for comparison with the live "
+        "tables.",
+    )
+    replay.add_argument("--until", required=True, type=_moment, help="ISO time")
+    replay.add_argument("--schema", help="the schema to create (default: audit_<until>)")
+    _database_options(replay)
 
 
 def _audit(args: argparse.Namespace) -> int:
     url = _store_url(args)
     if url is None:
         return 2
+    if args.action == "replay":
+        return _replay(args, url)
 
     def progress(done: int, seconds: float) -> None:
         print(
@@ -213,6 +231,22 @@ def _store_url(args: argparse.Namespace) -> str | None:
         file=sys.stderr,
     )
     return None
+
+
+def _replay(args: argparse.Namespace, url: str) -> int:
+    schema = args.schema or f"audit_{args.until.astimezone(UTC):%Y%m%dT%H%M%SZ}".lower()
+    try:
+        applied = replay.replay_until(
+            url, eventsourcing_env(url), PROJECTIONS, args.until, schema, _progress_bar
+        )
+    except replay.ReplayError as error:
+        print(f"csms audit replay: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"schema {schema}: every projection as of {args.until.isoformat()} "
+        f"({applied} events recorded by then)"
+    )
+    return 0
 
 
 def _projections(args: argparse.Namespace) -> int:

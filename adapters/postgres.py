@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from adapters import api_tokens, files
+from adapters import api_tokens, files, frames
 from domain.service import CSMS
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ def open_store(database_url: str, pool_size: int = 4, accept_unknown_tokens: boo
         conn.execute(CHAIN_SQL)
         conn.execute(api_tokens.TABLE_SQL)
         conn.execute(files.TABLE_SQL)
+        conn.execute(frames.TABLE_SQL)
         conn.execute(REBUILD_REQUESTS_SQL)
     return app
 

@@ -40,6 +40,15 @@ class Standing:
     running: bool  # a server holds it
 
 
+# The events a projection processes: those of its topics, or every event if it names none.
+_OF_TOPICS = "(cardinality(%s::text[]) = 0 OR topic = ANY(%s))"
+
+
+def _topics(projection: ProjectionClass) -> tuple[list[str], list[str]]:
+    topics = list(projection.topics)
+    return topics, topics
+
+
 def tracking_table(projection: ProjectionClass) -> str:
     return f"{projection.name.lower()}_tracking"
 
@@ -47,8 +56,8 @@ def tracking_table(projection: ProjectionClass) -> str:
 def standing(conn: psycopg.Connection[Any], projection: ProjectionClass, lock_key: int) -> Standing:
     position = _position(conn, projection)
     row = conn.execute(
-        f"SELECT count(*) FROM {EVENTS_TABLE} WHERE notification_id > %s AND topic = ANY(%s)",
-        (position, list(projection.topics)),
+        f"SELECT count(*) FROM {EVENTS_TABLE} WHERE notification_id > %s AND {_OF_TOPICS}",
+        (position, *_topics(projection)),
     ).fetchone()
     held = conn.execute(
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
@@ -75,8 +84,8 @@ def _target(conn: psycopg.Connection[Any], projection: ProjectionClass) -> tuple
     """The last event of its topics stored now, and how many there are."""
     row = conn.execute(
         f"SELECT coalesce(max(notification_id), 0), count(*) FROM {EVENTS_TABLE} "
-        "WHERE topic = ANY(%s)",
-        (list(projection.topics),),
+        f"WHERE {_OF_TOPICS}",
+        _topics(projection),
     ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])

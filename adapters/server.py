@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters import routing
 from adapters.backend import ServerBackend
+from adapters.frames import FrameJournal
 from adapters.notifications import Notifications
 from adapters.ocpp.gateway import OcppGateway
 from adapters.ocpp.v16 import OcppV16
@@ -37,6 +38,7 @@ from api.app import create_app
 from projections.base import SqlView
 from projections.billing import BillingProjection, BillingView
 from projections.device_model import DeviceModelProjection, DeviceModelView
+from projections.event_log import EventLogProjection, EventLogView
 from projections.id_tokens import IdTokensProjection, IdTokensView
 from projections.remote_commands import RemoteCommandsProjection, RemoteCommandsView
 from projections.station_status import CHANGED_CHANNEL, StationStatusProjection, StationStatusView
@@ -51,6 +53,7 @@ PROJECTIONS: list[tuple[type[Projection[Any]], type[SqlView]]] = [
     (RemoteCommandsProjection, RemoteCommandsView),
     (IdTokensProjection, IdTokensView),
     (BillingProjection, BillingView),
+    (EventLogProjection, EventLogView),
 ]
 
 
@@ -69,6 +72,7 @@ class Settings:
     command_timeout: float = 30.0
     unknown_id_tokens: str = "accept"
     max_upload_bytes: int = 64 << 20
+    frame_retention_days: int = 30
 
 
 class _Uvicorn(uvicorn.Server):
@@ -106,6 +110,7 @@ async def _serve(settings: Settings, database_url: str) -> None:
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)
     await pool.open()
     node = f"{socket.gethostname()}:{os.getpid()}"
+    journal = FrameJournal(pool, settings.frame_retention_days)
     gateway = OcppGateway(
         [
             OcppV21(settings.heartbeat_interval),
@@ -115,7 +120,9 @@ async def _serve(settings: Settings, database_url: str) -> None:
         writer.submit,
         node=node,
         max_frame_bytes=settings.max_frame_bytes,
+        journal=journal.record if settings.frame_retention_days > 0 else None,
     )
+    await journal.start()
     notifications = Notifications(database_url, pool, [*routing.CHANNELS, CHANGED_CHANNEL])
     await notifications.start()
     router = CommandRouter(
@@ -127,6 +134,7 @@ async def _serve(settings: Settings, database_url: str) -> None:
         router,
         notifications,
         app.read_fresh,
+        lambda aggregate_id, version: app.repository.get(aggregate_id, version=version),
         settings.public_url or f"http://{settings.http_host}:{settings.http_port}",
         settings.max_upload_bytes,
     )
@@ -157,6 +165,7 @@ async def _serve(settings: Settings, database_url: str) -> None:
         ocpp_server.close()  # closes station connections; their disconnects are recorded
         await ocpp_server.wait_closed()
         await notifications.stop()
+        await journal.stop()
         await asyncio.to_thread(writer.stop)
         await asyncio.to_thread(projections.stop)
         await pool.close()

@@ -21,6 +21,7 @@ from strawberry.asgi import GraphQL
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.tools import merge_types
 
+from api.audit import AuditQuery
 from api.auth import principal_from
 from api.operations import Mutation, Subscription, TariffMutation
 from api.ports import Backend, Role
@@ -29,7 +30,7 @@ from api.schema import Query
 log = logging.getLogger(__name__)
 
 schema = strawberry.Schema(
-    query=Query,
+    query=merge_types("Query", (Query, AuditQuery)),
     mutation=merge_types("Mutation", (Mutation, TariffMutation)),
     subscription=Subscription,
 )

@@ -83,6 +83,21 @@ class Backend(Protocol):
 
     async def download(self, file_id: UUID) -> tuple[FileInfo, bytes] | None: ...
 
+    async def aggregate_at(self, aggregate_id: UUID, version: int) -> Any:
+        """The aggregate replayed up to that version of it."""
+        ...
+
+    async def frames(
+        self,
+        station_id: str,
+        since: datetime | None,
+        until: datetime | None,
+        after: int,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """A station's journaled OCPP frames, in order, after a cursor, in a time window."""
+        ...
+
 
 def backend(info: Info) -> Backend:
     found: Backend = info.context["backend"]

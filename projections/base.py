@@ -8,7 +8,7 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from psycopg import Cursor
-from psycopg.sql import SQL, Composed
+from psycopg.sql import SQL, Composed, Identifier
 
 Statement = tuple[str, dict[str, Any]]
 Work = Callable[[Cursor[Any]], None]
@@ -18,6 +18,8 @@ class SqlView(PostgresTrackingRecorder):
     """Subclasses list their DDL in `tables`."""
 
     tables: Sequence[str] = ()
+    # Where unqualified table names resolve; set to build the view in another schema.
+    search_path: str | None = None
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
@@ -40,5 +42,9 @@ class SqlView(PostgresTrackingRecorder):
         """
         with self.datastore.transaction(commit=True) as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt
+            if self.search_path:
+                cursor.execute(
+                    SQL("SET LOCAL search_path TO {}").format(Identifier(self.search_path))
+                )
             work(cursor)
             self._insert_tracking(cursor, tracking)

@@ -120,3 +120,48 @@ async def charging_sessions(
         params.append(session_id)
     sql += " ORDER BY feed_position LIMIT %s"
     return await _fetch(conn, sql, [*params, limit])
+
+
+async def history(
+    conn: AsyncConnection[Any],
+    *,
+    station_id: str | None,
+    aggregate_ids: list[Any] | None,
+    since: Any,
+    until: Any,
+    types: list[str] | None,
+    after: int,
+    limit: int,
+) -> list[Row]:
+    """Stored events in their global order, after a position, filtered."""
+    where: list[str] = ["position > %s"]
+    params: list[Any] = [after]
+    if station_id is not None:
+        where.append("station_id = %s")
+        params.append(station_id)
+    if aggregate_ids is not None:
+        where.append("aggregate_id = ANY(%s)")
+        params.append(aggregate_ids)
+    if since is not None:
+        where.append("recorded_at >= %s")
+        params.append(since)
+    if until is not None:
+        where.append("recorded_at < %s")
+        params.append(until)
+    if types:
+        where.append("(event_type = ANY(%s) OR aggregate_type || '.' || event_type = ANY(%s))")
+        params += [types, types]
+    sql = f"SELECT * FROM event_log WHERE {' AND '.join(where)} ORDER BY position LIMIT %s"
+    return await _fetch(conn, sql, [*params, limit])
+
+
+async def version_at(conn: AsyncConnection[Any], aggregate_id: Any, moment: Any) -> int | None:
+    """The aggregate's last version recorded at or before the moment, if it existed then."""
+    rows = await _fetch(
+        conn,
+        "SELECT max(version) AS version FROM event_log "
+        "WHERE aggregate_id = %s AND recorded_at <= %s",
+        (aggregate_id, moment),
+    )
+    version = rows[0]["version"] if rows else None
+    return int(version) if version is not None else None

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -41,6 +41,27 @@ def station_identity(path: str) -> str | None:
     """The last path segment, percent-decoded, if it is a valid station identity."""
     segment = unquote(path.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1])
     return segment if IDENTITY.match(segment) else None
+
+
+class FrameSink(Protocol):
+    def __call__(
+        self,
+        station_id: str,
+        direction: str,
+        text: str | bytes,
+        message_id: str | None = None,
+        action: str | None = None,
+    ) -> None: ...
+
+
+def _forget(
+    station_id: str,
+    direction: str,
+    text: str | bytes,
+    message_id: str | None = None,
+    action: str | None = None,
+) -> None:
+    """No journal."""
 
 
 class StationOffline(Exception):
@@ -70,12 +91,14 @@ class OcppGateway:
         submit: Submit,
         node: str,
         max_frame_bytes: int = 1 << 20,
+        journal: FrameSink | None = None,
     ) -> None:
         # Newest first: when a station offers several protocols, the newest we speak wins.
         self._translators = {t.subprotocol: t for t in translators}
         self._submit = submit
         self._node = node
         self._max_frame_bytes = max_frame_bytes
+        self._journal = journal or _forget
         self.connections: dict[str, StationConnection] = {}
 
     async def start(self, host: str, port: int) -> Server:
@@ -167,13 +190,19 @@ class OcppGateway:
 
     async def _read_frames(self, connection: StationConnection) -> None:
         version = connection.translator.version
+        station_id = connection.station_id
         async for text in connection.websocket:
             try:
                 frame = rpc.parse_frame(text, version)
             except RpcError as error:
-                log.warning("%s: bad frame %.200r: %s", connection.station_id, text, error)
-                await connection.websocket.send(error.frame(version))
+                log.warning("%s: bad frame %.200r: %s", station_id, text, error)
+                self._journal(station_id, "in", text, error.message_id)
+                refusal = error.frame(version)
+                self._journal(station_id, "out", refusal, error.message_id)
+                await connection.websocket.send(refusal)
                 continue
+            action = frame.action if isinstance(frame, Call) else None
+            self._journal(station_id, "in", text, frame.message_id, action)
             if isinstance(frame, Call):
                 connection.calls.put_nowait(frame)
             elif isinstance(frame, CallResultError):
@@ -213,8 +242,10 @@ class OcppGateway:
         answer: asyncio.Future[CallResult | CallError] = asyncio.get_running_loop().create_future()
         async with asyncio.timeout(answer_within), connection.sending:
             connection.awaiting[message_id] = answer
+            text = rpc.call_frame(message_id, action, payload)
+            self._journal(station_id, "out", text, message_id, action)
             try:
-                await connection.websocket.send(rpc.call_frame(message_id, action, payload))
+                await connection.websocket.send(text)
                 return await answer
             except ConnectionClosed as closed:
                 raise ConnectionLost(str(closed)) from None
@@ -230,6 +261,7 @@ class OcppGateway:
             reply = await self._answer(connection, call)
             if not call.expects_reply:
                 continue  # a SEND is never answered, not even with an error
+            self._journal(connection.station_id, "out", reply, call.message_id, call.action)
             try:
                 await connection.websocket.send(reply)
             except ConnectionClosed:

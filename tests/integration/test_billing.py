@@ -316,12 +316,14 @@ async def test_a_rebuild_gives_exactly_what_incremental_processing_gave(
 
 
 PROJECTIONS = (
-    "station_status", "transactions", "device_model", "remote_commands", "id_tokens", "billing"
+    "station_status", "transactions", "device_model", "remote_commands", "id_tokens", "billing",
+    "event_log",
 )  # fmt: skip
 TABLES = (
     "station_status", "connector_status", "transactions", "transaction_reports",
     "station_variables", "remote_commands", "id_tokens", "billing_tariffs",
     "billing_transactions", "billing_reports", "billing_samples", "charging_sessions",
+    "event_log", "event_log_aggregates",
 )  # fmt: skip
 
 

@@ -1,0 +1,111 @@
+"""The history as auditors read it: every event, decoded, with its aggregate and station.
+
+Nothing is folded here: one row per stored event, at its position in the global sequence, so
+history queries can filter (by station, aggregate, type, time) and page with stable cursors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+from psycopg import Cursor
+from psycopg.types.json import Jsonb
+
+from projections.base import SqlView
+
+_BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+
+
+class EventLogView(SqlView):
+    tables = (
+        """CREATE TABLE IF NOT EXISTS event_log (
+            position bigint PRIMARY KEY,
+            aggregate_id uuid NOT NULL,
+            aggregate_type text NOT NULL,
+            version integer NOT NULL,
+            event_type text NOT NULL,
+            recorded_at timestamptz NOT NULL,
+            station_id text,
+            transaction_id text,
+            data jsonb NOT NULL)""",
+        "CREATE INDEX IF NOT EXISTS event_log_by_station ON event_log (station_id, position)",
+        "CREATE INDEX IF NOT EXISTS event_log_by_aggregate ON event_log (aggregate_id, version)",
+        "CREATE INDEX IF NOT EXISTS event_log_by_time ON event_log (recorded_at)",
+        """CREATE TABLE IF NOT EXISTS event_log_aggregates (
+            aggregate_id uuid PRIMARY KEY,
+            station_id text,
+            transaction_id text)""",
+    )
+
+
+def plain(value: Any) -> Any:
+    """JSON values: times as ISO text, decimals as text (every digit kept), ids as text."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (Decimal, UUID)):
+        return str(value)
+    if isinstance(value, type):
+        return value.__qualname__
+    return value
+
+
+def _names(event: Aggregate.Event) -> tuple[str, str]:
+    """`ChargingStation.Connected` -> ("ChargingStation", "Connected")."""
+    aggregate, _, name = type(event).__qualname__.rpartition(".")
+    return aggregate or "?", name
+
+
+class EventLogProjection(Projection[EventLogView]):
+    name = "event_log"
+    topics = ()  # every event
+
+    def process_event(self, event: Any, tracking: Tracking) -> None:
+        self.view.record_with(tracking, lambda cursor: _log(cursor, event, tracking))
+
+
+def _log(cursor: Cursor[Any], event: Any, tracking: Tracking) -> None:
+    aggregate_type, event_type = _names(event)
+    station_id = getattr(event, "station_id", None)
+    transaction_id = getattr(event, "transaction_key", None)
+    if station_id is not None:  # a creation event names the aggregate's station
+        cursor.execute(
+            "INSERT INTO event_log_aggregates (aggregate_id, station_id, transaction_id) "
+            "VALUES (%s, %s, %s) ON CONFLICT (aggregate_id) DO NOTHING",
+            (event.originator_id, station_id, transaction_id),
+        )
+    else:
+        cursor.execute(
+            "SELECT station_id, transaction_id FROM event_log_aggregates WHERE aggregate_id = %s",
+            (event.originator_id,),
+        )
+        known = cursor.fetchone()
+        if known is not None:
+            station_id, transaction_id = known["station_id"], known["transaction_id"]
+    data = {k: plain(v) for k, v in vars(event).items() if k not in _BOOKKEEPING}
+    cursor.execute(
+        "INSERT INTO event_log (position, aggregate_id, aggregate_type, version, event_type, "
+        "recorded_at, station_id, transaction_id, data) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            tracking.notification_id,
+            event.originator_id,
+            aggregate_type,
+            event.originator_version,
+            event_type,
+            event.timestamp,
+            station_id,
+            transaction_id,
+            Jsonb(data),
+        ),
+    )
