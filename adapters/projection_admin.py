@@ -212,8 +212,8 @@ def _follow(
     while not failed():
         position = _position(conn, projection)
         row = conn.execute(
-            f"SELECT count(*) FROM {EVENTS_TABLE} WHERE topic = ANY(%s) AND notification_id <= %s",
-            (list(projection.topics), min(position, target)),
+            f"SELECT count(*) FROM {EVENTS_TABLE} WHERE {_OF_TOPICS} AND notification_id <= %s",
+            (*_topics(projection), min(position, target)),
         ).fetchone()
         done = int(row[0]) if row else 0
         progress(done, count, time.monotonic() - started)
