@@ -55,7 +55,7 @@ class FrameJournal:
         self._retention_days = retention_days
         self._buffer: deque[Frame] = deque(maxlen=MAX_BUFFERED)
         self._task: asyncio.Task[None] | None = None
-        self._pruned_at = 0.0
+        self._next_prune = 0.0  # at once, then hourly
 
     def record(
         self,
@@ -87,7 +87,7 @@ class FrameJournal:
             await asyncio.sleep(FLUSH_SECONDS)
             try:
                 await self._flush()
-                if time.monotonic() - self._pruned_at > PRUNE_SECONDS:
+                if time.monotonic() >= self._next_prune:
                     await self._prune()
             except Exception:
                 log.exception("the frame journal could not write; it retries")
@@ -117,7 +117,7 @@ class FrameJournal:
                 "DELETE FROM ocpp_frames WHERE at < now() - make_interval(days => %s)",
                 (self._retention_days,),
             )
-        self._pruned_at = time.monotonic()
+        self._next_prune = time.monotonic() + PRUNE_SECONDS
         if cursor.rowcount:
             log.info("frame journal: %d frames older than %d days removed", cursor.rowcount,
                      self._retention_days)  # fmt: skip

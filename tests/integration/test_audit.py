@@ -319,3 +319,26 @@ async def test_replay_until_an_instant_equals_the_projections_captured_then(
     assert done.returncode == 0, done.stderr
     assert "schema audit_then" in done.stdout and "events" in done.stderr
     assert tables(server.database_url, "audit_then") == captured
+
+
+async def test_the_frame_journal_keeps_frames_for_the_retention_period(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    server = start_server(database_url, "--frame-retention-days", "2")
+    async with connect(server, "CS-KEPT", "ocpp1.6") as station:
+        await station.heartbeat()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO ocpp_frames (station_id, direction, at, message_id, action, frame) "
+            "VALUES ('CS-OLD', 'in', now() - interval '3 days', '1', 'Heartbeat', %s)",
+            ('[2,"1","Heartbeat",{}]',),
+        )
+    server.stop()
+    start_server(database_url, "--frame-retention-days", "2")  # prunes as it starts
+
+    def journal() -> list[str]:
+        with psycopg.connect(database_url) as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT station_id FROM ocpp_frames")]
+
+    kept = await eventually(lambda: asyncio.to_thread(journal), lambda ids: "CS-OLD" not in ids)
+    assert kept == ["CS-KEPT"]
