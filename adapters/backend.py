@@ -31,7 +31,7 @@ class ServerBackend:
         router: CommandRouter,
         notifications: Notifications,
         read_aggregate: Callable[[UUID], Any],
-        read_version: Callable[[UUID, int], Any],
+        read_as_of: Callable[[UUID, datetime], Any],
         public_url: str,
         max_upload_bytes: int,
     ) -> None:
@@ -40,7 +40,7 @@ class ServerBackend:
         self._router = router
         self._notifications = notifications
         self._read_aggregate = read_aggregate
-        self._read_version = read_version
+        self._read_as_of = read_as_of
         self._files = FileStore(pool)
         self.public_url = public_url.rstrip("/")
         self.max_upload_bytes = max_upload_bytes
@@ -107,8 +107,8 @@ class ServerBackend:
     async def download(self, file_id: UUID) -> tuple[StoredFile, bytes] | None:
         return await self._files.content(file_id)
 
-    async def aggregate_at(self, aggregate_id: UUID, version: int) -> Any:
-        return await asyncio.to_thread(self._read_version, aggregate_id, version)
+    async def aggregate_at(self, aggregate_id: UUID, moment: datetime) -> Any:
+        return await asyncio.to_thread(self._read_as_of, aggregate_id, moment)
 
     async def frames(
         self,

@@ -134,7 +134,7 @@ async def _serve(settings: Settings, database_url: str) -> None:
         router,
         notifications,
         app.read_fresh,
-        lambda aggregate_id, version: app.repository.get(aggregate_id, version=version),
+        app.read_as_of,
         settings.public_url or f"http://{settings.http_host}:{settings.http_port}",
         settings.max_upload_bytes,
     )

@@ -171,11 +171,7 @@ class FramePage:
 
 
 async def _at(info: Info, aggregate_id: UUID, at: datetime) -> Any:
-    async with _pool(info).connection() as conn:
-        version = await queries.version_at(conn, aggregate_id, _aware(at))
-    if version is None:
-        return None
-    return await backend(info).aggregate_at(aggregate_id, version)
+    return await backend(info).aggregate_at(aggregate_id, _aware(at) or at)
 
 
 @strawberry.type

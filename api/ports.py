@@ -83,8 +83,9 @@ class Backend(Protocol):
 
     async def download(self, file_id: UUID) -> tuple[FileInfo, bytes] | None: ...
 
-    async def aggregate_at(self, aggregate_id: UUID, version: int) -> Any:
-        """The aggregate replayed up to that version of it."""
+    async def aggregate_at(self, aggregate_id: UUID, moment: datetime) -> Any:
+        """The aggregate replayed from the store up to its last event recorded by the moment;
+        None if it did not exist yet."""
         ...
 
     async def frames(

@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -37,6 +38,17 @@ class CSMS(Application[UUID]):
 
     def unit_of_work(self) -> UnitOfWork:
         return UnitOfWork(self.repository, self._allocate_number, self.accept_unknown_tokens)
+
+    def read_as_of(self, aggregate_id: UUID, moment: datetime) -> Any:
+        """The aggregate replayed up to its last event recorded at or before the moment."""
+        version = None
+        for stored in self.repository.event_store.get(aggregate_id):
+            if stored.timestamp > moment:  # type: ignore[attr-defined]
+                break
+            version = stored.originator_version
+        if version is None:
+            return None  # not known yet
+        return self.repository.get(aggregate_id, version=version)
 
     def read_fresh(self, aggregate_id: UUID) -> Any:
         """The aggregate as stored now, whatever this process cached (another may have written)."""

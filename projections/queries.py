@@ -153,15 +153,3 @@ async def history(
         params += [types, types]
     sql = f"SELECT * FROM event_log WHERE {' AND '.join(where)} ORDER BY position LIMIT %s"
     return await _fetch(conn, sql, [*params, limit])
-
-
-async def version_at(conn: AsyncConnection[Any], aggregate_id: Any, moment: Any) -> int | None:
-    """The aggregate's last version recorded at or before the moment, if it existed then."""
-    rows = await _fetch(
-        conn,
-        "SELECT max(version) AS version FROM event_log "
-        "WHERE aggregate_id = %s AND recorded_at <= %s",
-        (aggregate_id, moment),
-    )
-    version = rows[0]["version"] if rows else None
-    return int(version) if version is not None else None
