@@ -84,7 +84,11 @@ class Superuser:
         return int(found[0]) + 1
 
 
-async def test_verify_names_what_was_changed_removed_or_inserted(history: ServerProcess) -> None:
+async def test_verify_names_what_was_changed_removed_or_inserted(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    # A store of its own: the tampering below would mislead the other tests' projections.
+    history = start_server(database_url)
     await scripted(history)
     code, said = verify(history)
     assert code == 0 and said.startswith("intact: "), said

@@ -16,7 +16,7 @@ import websockets
 from ocpp.v16 import call
 
 from tests.responders import DIAGNOSTICS, responder
-from tests.support import ServerProcess, graphql, graphql_response, stored_events
+from tests.support import ServerProcess, eventually, graphql, graphql_response, stored_events
 
 RESULT = "{ id state status accepted response failure detail action requestedBy }"
 PROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
@@ -176,10 +176,13 @@ async def test_every_operation_reaches_the_station_and_returns_its_answer(
             assert result["accepted"] is True
             assert result["requestedBy"].startswith("operator:")
             assert station.received[-1][0] == action  # the station got it, schema-valid
-    history = await graphql(
-        server,
-        "query($id: String!) { remoteCommands(stationId: $id) { action state } }",
-        id=station_id,
+    history = await eventually(  # the read model follows the commands a moment later
+        lambda: graphql(
+            server,
+            "query($id: String!) { remoteCommands(stationId: $id) { action state } }",
+            id=station_id,
+        ),
+        lambda data: len(data["remoteCommands"]) == len(OPERATIONS),
     )
     actions = {c["action"] for c in history["remoteCommands"]}
     assert len(actions) == len(OPERATIONS)
