@@ -7,7 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,14 +18,10 @@ from tests.stations import connect
 from tests.support import ServerProcess, eventually, graphql
 
 
-@pytest.fixture(scope="module")
-def history(
-    new_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("audit") / "server.log"
-    server = ServerProcess(log, new_database()).start()
-    yield server
-    server.stop()
+@pytest.fixture
+def history(shared_server: ServerProcess) -> ServerProcess:
+    """The module's one server (and database), under the name these tests give it."""
+    return shared_server
 
 
 async def scripted(server: ServerProcess) -> None:

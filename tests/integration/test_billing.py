@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -40,14 +39,10 @@ def at(minutes: float) -> str:
     return (BASE + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@pytest.fixture(scope="module")
-def server(
-    new_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    log = tmp_path_factory.mktemp("billing") / "server.log"
-    started = ServerProcess(log, new_database()).start()
-    yield started
-    started.stop()
+@pytest.fixture
+def server(shared_server: ServerProcess) -> ServerProcess:
+    """The module's one server (and database), under the name these tests give it."""
+    return shared_server
 
 
 async def tariff(server: ServerProcess, mutation: str) -> dict[str, Any]:
