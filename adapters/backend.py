@@ -20,7 +20,6 @@ from adapters.routing import SETTLED, CommandRouter
 from domain.commands import RecordStationReport
 from domain.remote import Operation, RemoteCommand
 from domain.station import ChargingStation
-from projections.station_status import CHANGED_CHANNEL
 
 
 class ServerBackend:
@@ -34,6 +33,7 @@ class ServerBackend:
         read_as_of: Callable[[UUID, datetime], Any],
         public_url: str,
         max_upload_bytes: int,
+        station_channel: str,
     ) -> None:
         self._pool = pool
         self._submit = submit
@@ -44,6 +44,7 @@ class ServerBackend:
         self._files = FileStore(pool)
         self.public_url = public_url.rstrip("/")
         self.max_upload_bytes = max_upload_bytes
+        self._station_channel = station_channel  # where station changes are announced
 
     async def authenticate(self, secret: str) -> tuple[str, str] | None:
         return await api_tokens.authenticate(self._pool, secret)
@@ -71,7 +72,7 @@ class ServerBackend:
         return found if isinstance(found, RemoteCommand) else None
 
     def station_changes(self) -> AbstractAsyncContextManager[asyncio.Queue[str]]:
-        return self._notifications.subscribe(CHANGED_CHANNEL)
+        return self._notifications.subscribe(self._station_channel)
 
     def command_settlements(self) -> AbstractAsyncContextManager[asyncio.Queue[str]]:
         return self._notifications.subscribe(SETTLED)

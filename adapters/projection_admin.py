@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,6 @@ from domain.service import CSMS
 from projections.base import SqlView
 
 ProjectionClass = type[Projection[Any]]
-Registered = Sequence[tuple[ProjectionClass, type[SqlView]]]
 
 _CREATED = re.compile(r"CREATE (TABLE IF NOT EXISTS|OR REPLACE VIEW) (\w+)", re.IGNORECASE)
 

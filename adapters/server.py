@@ -137,6 +137,7 @@ async def _serve(settings: Settings, database_url: str) -> None:
         app.read_as_of,
         settings.public_url or f"http://{settings.http_host}:{settings.http_port}",
         settings.max_upload_bytes,
+        CHANGED_CHANNEL,
     )
     ocpp_server = await gateway.start(settings.host, settings.ocpp_port)
     http = _Uvicorn(

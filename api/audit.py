@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import strawberry
-from psycopg_pool import AsyncConnectionPool
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.auth import READERS
-from api.ports import backend
+from api.paging import aware, page_size, position_after, split_page
+from api.ports import backend, pool
 from domain.ids import station_uuid, transaction_uuid
 from domain.station import ChargingStation
 from domain.transaction import Transaction
 from projections import queries
-
-MAX_PAGE = 1000
-
-
-def _pool(info: Info) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = info.context["pool"]
-    return pool
-
-
-def _cursor(after: str | None) -> int:
-    try:
-        return int(after) if after else 0
-    except ValueError:
-        raise ValueError(f"{after!r} is not a cursor this query gave") from None
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
 @strawberry.type
@@ -171,7 +153,7 @@ class FramePage:
 
 
 async def _at(info: Info, aggregate_id: UUID, at: datetime) -> Any:
-    return await backend(info).aggregate_at(aggregate_id, _aware(at) or at)
+    return await backend(info).aggregate_at(aggregate_id, aware(at) or at)
 
 
 @strawberry.type
@@ -199,21 +181,22 @@ class AuditQuery:
                 raise ValueError("a transactionId is a station's: give its stationId too")
             aggregates = [transaction_uuid(station_id, transaction_id)]
             station_id = None
-        limit = max(1, min(first, MAX_PAGE))
-        async with _pool(info).connection() as conn:
+        size = page_size(first)
+        async with pool(info).connection() as conn:
             rows = await queries.history(
                 conn,
                 station_id=station_id,
                 aggregate_ids=aggregates,
-                since=_aware(since),
-                until=_aware(until),
+                since=aware(since),
+                until=aware(until),
                 types=types,
-                after=_cursor(after),
-                limit=limit + 1,
+                after=position_after(after),
+                limit=size + 1,
             )
-        events = [HistoryEvent.from_row(r) for r in rows[:limit]]
+        found, more = split_page(rows, size)
+        events = [HistoryEvent.from_row(r) for r in found]
         end = events[-1].cursor if events else after
-        return HistoryPage(events=events, end_cursor=end, has_more=len(rows) > limit)
+        return HistoryPage(events=events, end_cursor=end, has_more=more)
 
     @strawberry.field(
         permission_classes=[READERS],
@@ -247,10 +230,11 @@ class AuditQuery:
         after: str | None = None,
         first: int = 100,
     ) -> FramePage:
-        limit = max(1, min(first, MAX_PAGE))
+        size = page_size(first)
         rows = await backend(info).frames(
-            station_id, _aware(since), _aware(until), _cursor(after), limit + 1
+            station_id, aware(since), aware(until), position_after(after), size + 1
         )
+        found, more = split_page(rows, size)
         frames = [
             FrameRecord(
                 cursor=str(r["id"]),
@@ -261,7 +245,7 @@ class AuditQuery:
                 action=r["action"],
                 frame=r["frame"],
             )
-            for r in rows[:limit]
+            for r in found
         ]
         end = frames[-1].cursor if frames else after
-        return FramePage(frames=frames, end_cursor=end, has_more=len(rows) > limit)
+        return FramePage(frames=frames, end_cursor=end, has_more=more)

@@ -13,6 +13,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.auth import OPERATORS, READERS, requester
+from api.paging import aware
 from api.ports import backend
 from api.records import IdTokenRecord, RemoteCommandResult, TariffRecord
 from api.schema import Station, station_by_uuid
@@ -31,8 +32,8 @@ from domain.tariffs import Prices, TariffError
 
 def iso(moment: datetime) -> str:
     """UTC with Z, as stations expect; a time without an offset is taken as UTC."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return aware.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    utc = (aware(moment) or moment).astimezone(UTC)
+    return utc.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 @strawberry.enum
@@ -503,8 +504,8 @@ class TariffMutation:
             currency,
             prices.prices(),
             station_ids,
-            _aware(valid_from) or now,
-            _aware(valid_to),
+            aware(valid_from) or now,
+            aware(valid_to),
             await requester(info),
             now,
         )
@@ -519,7 +520,7 @@ class TariffMutation:
     ) -> TariffRecord:
         now = datetime.now(UTC)
         change = ChangeTariff(
-            id, prices.prices(), _aware(effective_from) or now, None, await requester(info), now
+            id, prices.prices(), aware(effective_from) or now, None, await requester(info), now
         )
         return await _tariff(info, change)
 
@@ -528,14 +529,8 @@ class TariffMutation:
         self, info: Info, id: UUID, valid_to: datetime | None = None
     ) -> TariffRecord:
         now = datetime.now(UTC)
-        end = ChangeTariff(id, None, now, _aware(valid_to) or now, await requester(info), now)
+        end = ChangeTariff(id, None, now, aware(valid_to) or now, await requester(info), now)
         return await _tariff(info, end)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None or moment.tzinfo:
-        return moment
-    return moment.replace(tzinfo=UTC)
 
 
 @strawberry.type

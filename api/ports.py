@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from uuid import UUID
 
+from psycopg_pool import AsyncConnectionPool
 from strawberry.types import Info
 
 from domain.remote import Operation, RemoteCommand
@@ -102,4 +103,10 @@ class Backend(Protocol):
 
 def backend(info: Info) -> Backend:
     found: Backend = info.context["backend"]
+    return found
+
+
+def pool(info: Info) -> AsyncConnectionPool:
+    """The API's connection pool, for reading the projections."""
+    found: AsyncConnectionPool = info.context["pool"]
     return found

@@ -8,12 +8,12 @@ from typing import Any
 from uuid import UUID
 
 import strawberry
-from psycopg_pool import AsyncConnectionPool
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from api.auth import READERS, SESSION_READERS
-from api.ports import backend
+from api.paging import MAX_PAGE, page_size, position_after, split_page
+from api.ports import backend, pool
 from api.records import (
     ChargingSession,
     IdTokenRecord,
@@ -23,8 +23,6 @@ from api.records import (
     Upload,
 )
 from projections import queries
-
-MAX_PAGE = 1000
 
 # Connector states that mean "in use", in the finer words some protocols report.
 _OCCUPIED = frozenset({"Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing"})
@@ -125,7 +123,7 @@ class Station:
 
     @strawberry.field(description="Remote commands sent to it, newest first")
     async def commands(self, info: Info, first: int = 20) -> list[RemoteCommandResult]:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             rows = await queries.remote_commands(conn, self.id, min(first, MAX_PAGE))
         return [RemoteCommandResult.from_row(r) for r in rows]
 
@@ -156,7 +154,7 @@ class Station:
     async def variables(
         self, info: Info, component: str | None = None, variable: str | None = None
     ) -> list[Variable]:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             rows = await queries.variables(conn, self.uuid, component, variable)
         return [Variable.from_row(r) for r in rows]
 
@@ -249,13 +247,8 @@ class Transaction:
         )
 
 
-def _pool(info: Info) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = info.context["pool"]
-    return pool
-
-
 async def station_by_uuid(info: Info, station_uuid: UUID) -> Station | None:
-    async with _pool(info).connection() as conn:
+    async with pool(info).connection() as conn:
         rows = await queries.stations(conn, station_uuid=station_uuid)
     return Station.from_row(rows[0]) if rows else None
 
@@ -266,14 +259,14 @@ class Query:
         permission_classes=[READERS], description="Every station the CSMS has seen, by id"
     )
     async def stations(self, info: Info) -> list[Station]:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             return [Station.from_row(r) for r in await queries.stations(conn)]
 
     @strawberry.field(
         permission_classes=[READERS], description="One station, or null if it was never seen"
     )
     async def station(self, info: Info, id: str) -> Station | None:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             rows = await queries.stations(conn, id)
         return Station.from_row(rows[0]) if rows else None
 
@@ -287,7 +280,7 @@ class Query:
         active: bool | None = None,
         first: int = 100,
     ) -> list[Transaction]:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             rows = await queries.transactions(conn, station_id, active, min(first, MAX_PAGE))
         return [Transaction.from_row(r) for r in rows]
 
@@ -299,13 +292,13 @@ class Query:
     async def remote_commands(
         self, info: Info, station_id: str | None = None, first: int = 100
     ) -> list[RemoteCommandResult]:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             rows = await queries.remote_commands(conn, station_id, min(first, MAX_PAGE))
         return [RemoteCommandResult.from_row(r) for r in rows]
 
     @strawberry.field(permission_classes=[SESSION_READERS], description="Tariffs, as now")
     async def tariffs(self, info: Info) -> list[TariffRecord]:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             return [TariffRecord.from_row(r) for r in await queries.tariffs(conn)]
 
     @strawberry.field(
@@ -317,25 +310,24 @@ class Query:
     async def charging_sessions(
         self, info: Info, after: str | None = None, first: int = 100, session_id: UUID | None = None
     ) -> SessionPage:
-        try:
-            position = int(after) if after else 0
-        except ValueError:
-            raise ValueError(f"{after!r} is not a cursor this feed gave") from None
-        limit = max(1, min(first, MAX_PAGE))
-        async with _pool(info).connection() as conn:
-            rows = await queries.charging_sessions(conn, position, limit + 1, session_id)
-        page = [ChargingSession.from_row(r) for r in rows[:limit]]
-        end = page[-1].cursor if page else after
-        return SessionPage(sessions=page, end_cursor=end, has_more=len(rows) > limit)
+        size = page_size(first)
+        async with pool(info).connection() as conn:
+            rows = await queries.charging_sessions(
+                conn, position_after(after), size + 1, session_id
+            )
+        found, more = split_page(rows, size)
+        sessions = [ChargingSession.from_row(r) for r in found]
+        end = sessions[-1].cursor if sessions else after
+        return SessionPage(sessions=sessions, end_cursor=end, has_more=more)
 
     @strawberry.field(permission_classes=[READERS], description="Registered id tokens")
     async def id_tokens(self, info: Info, first: int = 100) -> list[IdTokenRecord]:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             rows = await queries.id_tokens(conn, None, min(first, MAX_PAGE))
         return [IdTokenRecord.from_row(r) for r in rows]
 
     @strawberry.field(permission_classes=[READERS])
     async def id_token(self, info: Info, id_token: str) -> IdTokenRecord | None:
-        async with _pool(info).connection() as conn:
+        async with pool(info).connection() as conn:
             rows = await queries.id_tokens(conn, id_token, 1)
         return IdTokenRecord.from_row(rows[0]) if rows else None

@@ -116,7 +116,6 @@ def decide_token(
     if token is not None:
         return TokenDecision(
             token.status_at(at),
-            known=True,
             parent_id_token=token.parent_id_token,
             group_id_token=token.group_id_token,
             expires_at=token.expires_at,
@@ -129,7 +128,7 @@ def decide_token(
         accepted=accepted,
         timestamp=at,
     )
-    return TokenDecision(TokenStatus.ACCEPTED if accepted else TokenStatus.UNKNOWN, known=False)
+    return TokenDecision(TokenStatus.ACCEPTED if accepted else TokenStatus.UNKNOWN)
 
 
 @dataclass(frozen=True)

@@ -99,11 +99,6 @@ class IdToken(Aggregate):
 @dataclass(frozen=True)
 class TokenDecision:
     status: TokenStatus
-    known: bool
     parent_id_token: str | None = None
     group_id_token: str | None = None
     expires_at: datetime | None = None
-
-    @property
-    def accepted(self) -> bool:
-        return self.status is TokenStatus.ACCEPTED

@@ -58,12 +58,21 @@ def energy_register_wh(record: Mapping[str, Any]) -> Decimal | None:
         return None
 
 
-def last_energy_register_wh(readings: Iterable[Mapping[str, Any]]) -> Decimal | None:
-    """The energy register of the latest reading (by its timestamp) that carries one."""
-    latest: tuple[datetime, Decimal] | None = None
+def energy_registers(readings: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, str, Decimal]]:
+    """Every total energy register in the readings: its time, its context and its Wh."""
+    found = []
     for reading in readings:
         for record in reading.get("values", ()):
             wh = energy_register_wh(record)
-            if wh is not None and (latest is None or reading["timestamp"] >= latest[0]):
-                latest = (reading["timestamp"], wh)
+            if wh is not None:
+                found.append((reading["timestamp"], record.get("context", ""), wh))
+    return found
+
+
+def last_energy_register_wh(readings: Iterable[Mapping[str, Any]]) -> Decimal | None:
+    """The energy register of the latest reading (by its timestamp) that carries one."""
+    latest: tuple[datetime, Decimal] | None = None
+    for at, _, wh in energy_registers(readings):
+        if latest is None or at >= latest[0]:
+            latest = (at, wh)
     return latest[1] if latest else None

@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from domain.meter import energy_register_wh
+from domain.meter import energy_registers
 
 STARTED, ENDED = "Started", "Ended"
 BEGIN_CONTEXT, END_CONTEXT = "Transaction.Begin", "Transaction.End"
@@ -44,7 +44,7 @@ class ReportedEvent:
     @classmethod
     def of(cls, fields: Mapping[str, Any]) -> ReportedEvent:
         """From an event's fields, its `readings` included."""
-        registers = _registers(fields.get("readings", ()))
+        registers = energy_registers(fields.get("readings", ()))
         timed = sorted((at, wh) for at, _, wh in registers)
         return cls(
             seq_no=fields["seq_no"],
@@ -93,16 +93,6 @@ class ReportedEvent:
                 "end_register": number(record["end_register"]),
             }
         )
-
-
-def _registers(readings: Iterable[Mapping[str, Any]]) -> list[tuple[datetime, str, Decimal]]:
-    found = []
-    for reading in readings:
-        for record in reading.get("values", ()):
-            wh = energy_register_wh(record)
-            if wh is not None:
-                found.append((reading["timestamp"], record.get("context", ""), wh))
-    return found
 
 
 def _in_context(registers: list[tuple[datetime, str, Decimal]], context: str) -> Decimal | None:

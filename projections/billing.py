@@ -22,11 +22,11 @@ from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
 from domain.billing import Sample, deliver, price
-from domain.meter import energy_register_wh
+from domain.meter import energy_registers
 from domain.tariffs import Prices, Tariff
-from domain.transaction import REPORT_FIELDS, Transaction
-from domain.transaction_events import ReportedEvent, summarize
+from domain.transaction import Transaction
 from projections.base import SqlView
+from projections.reports import keep_and_summarize
 
 FEED_COLUMNS = """feed_position, session_id, version, reason, priced_at, station_id,
     transaction_id, evse_id, connector_id, id_token, token_type, started_at, stopped_at,
@@ -117,13 +117,7 @@ LIMIT 1"""
 
 
 def _samples(readings: Iterable[Mapping[str, Any]]) -> list[tuple[Any, Decimal]]:
-    found = []
-    for reading in readings:
-        for record in reading.get("values", ()):
-            wh = energy_register_wh(record)
-            if wh is not None:
-                found.append((reading["timestamp"], wh))
-    return found
+    return [(at, wh) for at, _, wh in energy_registers(readings)]
 
 
 class _Pricing:
@@ -339,19 +333,8 @@ class BillingProjection(Projection[BillingView]):
 
     @process_event.register
     def _(self, event: Transaction.EventReported, tracking: Tracking) -> None:
-        fields = {name: getattr(event, name) for name in REPORT_FIELDS}
-
         def work(cursor: Cursor[Any]) -> None:
-            reported = ReportedEvent.of(fields)
-            cursor.execute(
-                "INSERT INTO billing_reports (session_id, seq_no, reported) VALUES (%s, %s, %s)",
-                (event.originator_id, event.seq_no, Jsonb(reported.to_record())),
-            )
-            cursor.execute(
-                "SELECT reported FROM billing_reports WHERE session_id = %s",
-                (event.originator_id,),
-            )
-            summary = summarize(ReportedEvent.from_record(r["reported"]) for r in cursor.fetchall())
+            summary = keep_and_summarize(cursor, "billing_reports", "session_id", event)
             pricing = _Pricing(cursor, event.originator_id)
             pricing.update(
                 evse_id=summary.evse_id,

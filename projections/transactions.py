@@ -14,12 +14,11 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 from psycopg import Cursor
-from psycopg.types.json import Jsonb
 
 from domain.meter import last_energy_register_wh
-from domain.transaction import REPORT_FIELDS, Transaction
-from domain.transaction_events import ReportedEvent, summarize
+from domain.transaction import Transaction
 from projections.base import SqlView
+from projections.reports import keep_and_summarize
 
 
 class TransactionsView(SqlView):
@@ -87,17 +86,7 @@ WHERE transaction_uuid = %(id)s"""
 
 
 def _fold_report(event: Transaction.EventReported, cursor: Cursor[Any]) -> None:
-    reported = ReportedEvent.of({name: getattr(event, name) for name in REPORT_FIELDS})
-    cursor.execute(
-        "INSERT INTO transaction_reports (transaction_uuid, seq_no, reported) "
-        "VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-        (event.originator_id, event.seq_no, Jsonb(reported.to_record())),
-    )
-    cursor.execute(
-        "SELECT reported FROM transaction_reports WHERE transaction_uuid = %s",
-        (event.originator_id,),
-    )
-    summary = summarize(ReportedEvent.from_record(row["reported"]) for row in cursor.fetchall())
+    summary = keep_and_summarize(cursor, "transaction_reports", "transaction_uuid", event)
     cursor.execute(
         _SUMMARY,
         {

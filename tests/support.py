@@ -79,17 +79,22 @@ class ServerProcess:
         return self._tokens[role]
 
     def create_token(self, role: str) -> str:
+        done = self.cli("token", "create", "--role", role)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A `csms` command on this server's database, as a user would run it beside it."""
         where = ["--database-url", self.database_url] if self.database_url else []
         if "--data-dir" in self.extra:
             where += ["--data-dir", self.extra[self.extra.index("--data-dir") + 1]]
-        done = subprocess.run(
-            [sys.executable, "-m", "adapters.cli", "token", "create", "--role", role, *where],
+        return subprocess.run(
+            [sys.executable, "-m", "adapters.cli", *args, *where],
             capture_output=True,
             text=True,
-            check=True,
+            timeout=300,
             env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
         )
-        return done.stdout.strip().splitlines()[-1]
 
     def http_url(self, path: str = "/graphql") -> str:
         return f"http://127.0.0.1:{self.http_port}{path}"
@@ -177,3 +182,21 @@ async def stored_events(database_url: str, station_id: str, name: str) -> list[d
             (station_uuid(station_id), f"%.{name}"),
         )
         return [json.loads(bytes(row[0])) for row in await cursor.fetchall()]
+
+
+# Every projection's tables, to compare a view built one way with one built another.
+PROJECTION_TABLES = (
+    "station_status", "connector_status", "transactions", "transaction_reports",
+    "station_variables", "remote_commands", "id_tokens", "billing_tariffs",
+    "billing_transactions", "billing_reports", "billing_samples", "charging_sessions",
+    "event_log", "event_log_aggregates",
+)  # fmt: skip
+
+
+def projection_tables(database_url: str, schema: str = "public") -> dict[str, list[str]]:
+    """Each projection table's rows, sorted, as text."""
+    with psycopg.connect(database_url) as conn:
+        return {
+            table: sorted(map(repr, conn.execute(f'SELECT * FROM "{schema}"."{table}"')))
+            for table in PROJECTION_TABLES
+        }

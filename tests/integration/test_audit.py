@@ -4,9 +4,6 @@ names the first event a superuser changed, removed or inserted behind the store'
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +12,7 @@ import psycopg
 import pytest
 
 from tests.stations import connect
-from tests.support import ServerProcess, eventually, graphql
+from tests.support import ServerProcess, eventually, graphql, projection_tables
 
 
 @pytest.fixture
@@ -35,15 +32,7 @@ async def scripted(server: ServerProcess) -> None:
 
 
 def verify(server: ServerProcess) -> tuple[int, str]:
-    assert server.database_url
-    done = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", "audit", "verify",
-         "--database-url", server.database_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-    )  # fmt: skip
+    done = server.cli("audit", "verify")
     return done.returncode, done.stdout
 
 
@@ -167,12 +156,7 @@ async def instant() -> str:
 
 async def caught_up(server: ServerProcess) -> None:
     def behind() -> str:
-        assert server.database_url
-        return subprocess.run(
-            [sys.executable, "-m", "adapters.cli", "projections",
-             "--database-url", server.database_url],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+        return server.cli("projections").stdout
 
     await eventually(
         lambda: asyncio.to_thread(behind),
@@ -275,22 +259,6 @@ async def test_history_time_travel_and_frames_tell_what_happened(history: Server
     assert {f["direction"] for f in passed} == {"in", "out"}
 
 
-TABLES = (
-    "station_status", "connector_status", "transactions", "transaction_reports",
-    "station_variables", "remote_commands", "id_tokens", "billing_tariffs",
-    "billing_transactions", "billing_reports", "billing_samples", "charging_sessions",
-    "event_log", "event_log_aggregates",
-)  # fmt: skip
-
-
-def tables(url: str, schema: str = "public") -> dict[str, list[str]]:
-    with psycopg.connect(url) as conn:
-        return {
-            table: sorted(map(repr, conn.execute(f'SELECT * FROM "{schema}"."{table}"')))
-            for table in TABLES
-        }
-
-
 async def test_replay_until_an_instant_equals_the_projections_captured_then(
     history: ServerProcess,
 ) -> None:
@@ -301,24 +269,20 @@ async def test_replay_until_an_instant_equals_the_projections_captured_then(
         tx = await station.start(1, "TAG-P", 0, "2026-11-25T11:00:00Z")
         await station.stop(tx, 1, 700, "2026-11-25T11:05:00Z", "Local", None)
     await caught_up(server)
-    captured = tables(server.database_url)
+    captured = projection_tables(server.database_url)
     moment = await instant()
     async with connect(server, "CS-REPLAY", "ocpp2.0.1") as station:  # what came after
         await station.status(1, 1, "Faulted", "2026-11-25T11:10:00Z")
         tx = await station.start(1, "TAG-Q", 700, "2026-11-25T11:11:00Z")
     await caught_up(server)
-    assert tables(server.database_url) != captured
+    assert projection_tables(server.database_url) != captured
 
     done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "adapters.cli", "audit", "replay", "--until", moment,
-         "--schema", "audit_then", "--database-url", server.database_url],
-        capture_output=True, text=True, timeout=300,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-    )  # fmt: skip
+        server.cli, "audit", "replay", "--until", moment, "--schema", "audit_then"
+    )
     assert done.returncode == 0, done.stderr
     assert "schema audit_then" in done.stdout and "events" in done.stderr
-    assert tables(server.database_url, "audit_then") == captured
+    assert projection_tables(server.database_url, "audit_then") == captured
 
 
 async def test_the_frame_journal_keeps_frames_for_the_retention_period(

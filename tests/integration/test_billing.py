@@ -8,10 +8,7 @@ import asyncio
 import csv
 import io
 import json
-import os
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,7 +20,13 @@ from ocpp.v201 import call as call201
 from psycopg.rows import dict_row
 
 from tests.stations import connect, energy, energy2
-from tests.support import ServerProcess, eventually, graphql, graphql_response
+from tests.support import (
+    ServerProcess,
+    eventually,
+    graphql,
+    graphql_response,
+    projection_tables,
+)
 
 BASE = (datetime.now(UTC) + timedelta(minutes=10)).replace(second=0, microsecond=0)
 SESSION = """{ cursor sessionId version latest reason stationId transactionId evseId idToken
@@ -314,32 +317,15 @@ PROJECTIONS = (
     "station_status", "transactions", "device_model", "remote_commands", "id_tokens", "billing",
     "event_log",
 )  # fmt: skip
-TABLES = (
-    "station_status", "connector_status", "transactions", "transaction_reports",
-    "station_variables", "remote_commands", "id_tokens", "billing_tariffs",
-    "billing_transactions", "billing_reports", "billing_samples", "charging_sessions",
-    "event_log", "event_log_aggregates",
-)  # fmt: skip
 
 
-def snapshot(server: ServerProcess) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(server: ServerProcess) -> dict[str, list[str]]:
     assert server.database_url
-    with psycopg.connect(server.database_url) as conn:
-        return {
-            table: sorted(map(repr, conn.execute(f"SELECT * FROM {table}").fetchall()))
-            for table in TABLES
-        }
+    return projection_tables(server.database_url)
 
 
 def csms(server: ServerProcess, *args: str, stderr: bool = False) -> str:
-    assert server.database_url
-    done = subprocess.run(
-        [sys.executable, "-m", "adapters.cli", *args, "--database-url", server.database_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"},
-    )
+    done = server.cli(*args)
     assert done.returncode == 0, done.stderr
     return done.stderr if stderr else done.stdout
 

@@ -1,0 +1,35 @@
+"""Station-numbered transactions in a read model: keep each event's reduced facts, summarise all.
+
+The summary uses the domain's own rules over the set of events kept so far, so a view built
+this way does not depend on the order the events arrived in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from psycopg import Cursor
+from psycopg.sql import SQL, Identifier
+from psycopg.types.json import Jsonb
+
+from domain.transaction import REPORT_FIELDS, Transaction
+from domain.transaction_events import ReportedEvent, Summary, summarize
+
+
+def keep_and_summarize(
+    cursor: Cursor[Any], table: str, key_column: str, event: Transaction.EventReported
+) -> Summary:
+    """Stores what the event says in `table` (keyed by `key_column`); returns the summary."""
+    reported = ReportedEvent.of({name: getattr(event, name) for name in REPORT_FIELDS})
+    key: UUID = event.originator_id
+    names = {"table": Identifier(table), "key": Identifier(key_column)}
+    cursor.execute(
+        SQL(
+            "INSERT INTO {table} ({key}, seq_no, reported) VALUES (%s, %s, %s) "
+            "ON CONFLICT DO NOTHING"
+        ).format(**names),
+        (key, event.seq_no, Jsonb(reported.to_record())),
+    )
+    cursor.execute(SQL("SELECT reported FROM {table} WHERE {key} = %s").format(**names), (key,))
+    return summarize(ReportedEvent.from_record(row["reported"]) for row in cursor.fetchall())
