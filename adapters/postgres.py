@@ -11,6 +11,7 @@ from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.sql import SQL
 
 from adapters import api_tokens, files, frames
 from domain.service import CSMS
@@ -68,6 +69,23 @@ END $$;
 DROP TRIGGER IF EXISTS csms_events_chain ON {EVENTS_TABLE};
 CREATE TRIGGER csms_events_chain BEFORE INSERT ON {EVENTS_TABLE}
     FOR EACH ROW EXECUTE FUNCTION csms_chain_event();
+"""
+
+
+# Stores a batch of events in one round trip. eventsourcing's own function skips the table lock
+# that keeps commit order equal to notification order, which tailing projections rely on; its
+# pipelined path does lock, but a large pipelined batch can wedge the connection (psycopg#685).
+INSERT_SQL = f"""
+CREATE OR REPLACE FUNCTION csms_insert_events(events stored_event_uuid[])
+RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+BEGIN
+    SET LOCAL lock_timeout = '10s';
+    LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE;
+    NOTIFY {EVENTS_TABLE};
+    RETURN QUERY INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state)
+        SELECT originator_id, originator_version, topic, state FROM unnest(events)
+        RETURNING notification_id;
+END $$;
 """
 
 
@@ -142,11 +160,21 @@ def open_store(database_url: str, pool_size: int = 4, accept_unknown_tokens: boo
         )
         conn.execute(GUARD_SQL)
         conn.execute(CHAIN_SQL)
+        conn.execute(INSERT_SQL)
         conn.execute(api_tokens.TABLE_SQL)
         conn.execute(files.TABLE_SQL)
         conn.execute(frames.TABLE_SQL)
         conn.execute(REBUILD_REQUESTS_SQL)
+    _insert_in_one_round_trip(app)
     return app
+
+
+def _insert_in_one_round_trip(app: CSMS) -> None:
+    recorder = app.recorder
+    recorder.sql_invoke_pg_function_insert_events = SQL(  # type: ignore[attr-defined]
+        "SELECT * FROM csms_insert_events((%s)) AS es_insert_events_uuid"
+    )
+    recorder.datastore.enable_db_functions = True  # type: ignore[attr-defined]
 
 
 def next_transaction_number(app: CSMS) -> int:

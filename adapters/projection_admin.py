@@ -10,7 +10,6 @@ progress until the projection has caught up with the events stored when it began
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,16 +17,18 @@ from typing import Any
 
 import psycopg
 from eventsourcing.persistence import InfrastructureFactory
-from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from adapters.postgres import EVENTS_TABLE, REBUILD_REQUESTS_SQL
+from adapters.projection_runner import BatchRunner
 from domain.service import CSMS
 from projections.base import SqlView
 
 ProjectionClass = type[Projection[Any]]
 
+PROGRESS_SECONDS = 0.25
 _CREATED = re.compile(r"CREATE (TABLE IF NOT EXISTS|OR REPLACE VIEW) (\w+)", re.IGNORECASE)
 
 
@@ -129,7 +130,7 @@ def rebuild(
         if acquired and acquired[0]:
             try:
                 reset(database_url, env, projection, view)
-                _run_here(conn, env, projection, view, target, count, progress)
+                _run_here(env, projection, view, target, count, progress)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
         else:
@@ -138,7 +139,6 @@ def rebuild(
 
 
 def _run_here(
-    conn: psycopg.Connection[Any],
     env: Mapping[str, str],
     projection: ProjectionClass,
     view: type[SqlView],
@@ -146,29 +146,14 @@ def _run_here(
     count: int,
     progress: Progress,
 ) -> None:
-    stop = threading.Event()
-    runner_env = {**env, "CSMS_CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
-    with ProjectionRunner(
-        application_class=CSMS, projection_class=projection, view_class=view, env=runner_env
-    ) as runner:
-        failed: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                while not stop.is_set():
-                    runner.run_forever(timeout=0.5)
-            except BaseException as error:  # reported to the caller below
-                failed.append(error)
-
-        thread = threading.Thread(target=run, name=f"rebuild-{projection.name}", daemon=True)
-        thread.start()
-        try:
-            _follow(conn, projection, target, count, progress, lambda: bool(failed))
-        finally:
-            stop.set()
-            thread.join(timeout=10)
-        if failed:
-            raise RuntimeError(f"projection {projection.name} failed: {failed[0]!r}")
+    started, done, shown = time.monotonic(), 0, 0.0
+    with BatchRunner(env, projection, view) as runner:
+        while applied := runner.step(until=target):
+            done += applied
+            if time.monotonic() - shown >= PROGRESS_SECONDS:
+                shown = time.monotonic()
+                progress(done, count, shown - started)
+    progress(done, count, time.monotonic() - started)
 
 
 def _ask_server(
@@ -196,7 +181,7 @@ def _ask_server(
                 "is it still running? (`csms projections` shows it)"
             )
         time.sleep(0.2)
-    _follow(conn, projection, target, count, progress, lambda: False)
+    _follow(conn, projection, target, count, progress)
 
 
 def _follow(
@@ -205,20 +190,21 @@ def _follow(
     target: int,
     count: int,
     progress: Progress,
-    failed: Callable[[], bool],
 ) -> None:
-    started = time.monotonic()
-    while not failed():
-        position = _position(conn, projection)
-        row = conn.execute(
-            f"SELECT count(*) FROM {EVENTS_TABLE} WHERE {_OF_TOPICS} AND notification_id <= %s",
-            (*_topics(projection), min(position, target)),
-        ).fetchone()
-        done = int(row[0]) if row else 0
+    started, done, counted = time.monotonic(), 0, 0
+    while True:
+        position = min(_position(conn, projection), target)
+        if position > counted:  # counts only the events applied since the last look
+            row = conn.execute(
+                f"SELECT count(*) FROM {EVENTS_TABLE} WHERE {_OF_TOPICS} "
+                "AND notification_id > %s AND notification_id <= %s",
+                (*_topics(projection), counted, position),
+            ).fetchone()
+            done, counted = done + (int(row[0]) if row else 0), position
         progress(done, count, time.monotonic() - started)
         if position >= target:
             return
-        time.sleep(0.25)
+        time.sleep(PROGRESS_SECONDS)
 
 
 def rebuild_requested(conn: psycopg.Connection[Any], projection: ProjectionClass) -> bool:

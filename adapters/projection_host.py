@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
-from eventsourcing.projection import Projection, ProjectionRunner
+from eventsourcing.projection import Projection
 
 from adapters import projection_admin as admin
-from domain.service import CSMS
+from adapters.projection_runner import BatchRunner
 from projections.base import SqlView
 
 log = logging.getLogger(__name__)
 
 ProjectionClass = type[Projection[Any]]
 RETRY_SECONDS = 2.0
+# How long a caught-up projection waits before looking for new events.
+POLL_SECONDS = 0.05
 
 
 def lock_key(projection: ProjectionClass) -> int:
@@ -87,16 +90,13 @@ class ProjectionHost:
         self, lock_conn: psycopg.Connection[Any], projection: ProjectionClass, view: type[SqlView]
     ) -> None:
         """Runs the projection until the node stops or someone asks for a rebuild."""
-        with ProjectionRunner(
-            application_class=CSMS,
-            projection_class=projection,
-            view_class=view,
-            env=self._env,
-        ) as runner:
+        with BatchRunner(self._env, projection, view) as runner:
+            checked = time.monotonic()
             while not self._stopping.is_set():
-                runner.run_forever(timeout=1.0)  # re-raises a projection error
-                if runner.is_interrupted.is_set():
-                    raise RuntimeError(f"projection {projection.name} stopped by itself")
-                # This query also fails if the lock's connection is gone.
-                if admin.rebuild_requested(lock_conn, projection):
-                    return
+                if not runner.step():
+                    self._stopping.wait(POLL_SECONDS)
+                if time.monotonic() - checked >= 1.0:
+                    checked = time.monotonic()
+                    # This query also fails if the lock's connection is gone.
+                    if admin.rebuild_requested(lock_conn, projection):
+                        return

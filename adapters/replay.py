@@ -7,6 +7,7 @@ with the live one, or with a copy taken at the time.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -96,16 +97,19 @@ def _replay(
         batch = app.recorder.select_notifications(start=start, limit=BATCH)
         if not batch:
             break
-        for notification in batch:
-            seen += 1
-            event = cast(Aggregate.Event, app.mapper.to_domain_event(notification))
-            if event.timestamp > until:
-                continue  # recorded after the instant: not known then
-            tracking = Tracking(app.name, notification.id)
+        with contextlib.ExitStack() as in_one_transaction_each:
             for projection in projections:
-                if not projection.topics or notification.topic in projection.topics:
-                    projection.process_event(event, tracking)
-            applied += 1
+                in_one_transaction_each.enter_context(projection.view.batch())
+            for notification in batch:
+                seen += 1
+                event = cast(Aggregate.Event, app.mapper.to_domain_event(notification))
+                if event.timestamp > until:
+                    continue  # recorded after the instant: not known then
+                tracking = Tracking(app.name, notification.id)
+                for projection in projections:
+                    if not projection.topics or notification.topic in projection.topics:
+                        projection.process_event(event, tracking)
+                applied += 1
         progress(seen, total, time.monotonic() - started)
         start = batch[-1].id + 1
     progress(total, total, time.monotonic() - started)

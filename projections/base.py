@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from eventsourcing.persistence import Tracking
@@ -24,6 +25,25 @@ class SqlView(PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(Composed([SQL(ddl)]) for ddl in self.tables)  # type: ignore[arg-type]
+        self._batch: Cursor[Any] | None = None
+        self._batch_tracking: Tracking | None = None
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Applies every event recorded inside it in one transaction, and tracks the last.
+
+        One commit for hundreds of events instead of one each: this is what lets the views
+        keep up with the store. If one event fails, none of the batch is applied.
+        """
+        with self.datastore.transaction(commit=True) as cursor:
+            self._begin(cursor)
+            self._batch = cursor
+            try:
+                yield
+                if self._batch_tracking is not None:
+                    self._insert_tracking(cursor, self._batch_tracking)
+            finally:
+                self._batch, self._batch_tracking = None, None
 
     def record(self, tracking: Tracking, statements: Sequence[Statement]) -> None:
         """Applies the statements and moves the tracking position, atomically."""
@@ -40,11 +60,16 @@ class SqlView(PostgresTrackingRecorder):
         Applying an event at or before the stored position fails the tracking insert, so the
         whole transaction rolls back and the view is left as it was.
         """
+        if self._batch is not None:
+            work(self._batch)
+            self._batch_tracking = tracking
+            return
         with self.datastore.transaction(commit=True) as cursor:
-            cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt
-            if self.search_path:
-                cursor.execute(
-                    SQL("SET LOCAL search_path TO {}").format(Identifier(self.search_path))
-                )
+            self._begin(cursor)
             work(cursor)
             self._insert_tracking(cursor, tracking)
+
+    def _begin(self, cursor: Cursor[Any]) -> None:
+        cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt
+        if self.search_path:
+            cursor.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(self.search_path)))

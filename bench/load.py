@@ -1,0 +1,332 @@
+"""Load any OCPP-J CSMS with simulated stations (mixed 1.6 / 2.0.1) and print what it sustained.
+
+Two scenarios:
+
+- steady: the stations connect over --ramp seconds, boot, then run transactions (status, start,
+  meter values, stop, status, heartbeat) until --duration is up, paced so that together they offer
+  --rate messages/s (0: each calls again as soon as it is answered).
+- storm: all stations connect and boot within --window seconds, report their status, replay one
+  transaction each that they queued while offline, then stay connected for --hold seconds.
+
+A progress line each second; at the end, messages/s, latency percentiles by kind of message,
+CallErrors, timeouts, the server's RSS (when it runs on this machine), then, given --graphql and
+--token, how long the read side took to show every transaction the stations ran, and whether
+each is there and correct. Each target of the performance issue is printed with its verdict.
+
+    python -m bench.load --url ws://127.0.0.1:9000 --stations 2000 --rate 1000 --duration 60
+    python -m bench.load --scenario storm --stations 20000 --window 60 --processes 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench import readside, rss
+from bench.sim import Ran, Station, Tally
+
+REPORT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Plan:
+    url: str
+    scenario: str
+    stations: int
+    processes: int
+    share_201: float
+    duration: float
+    rate: float
+    ramp: float
+    window: float
+    hold: float
+    meter_values: int
+    heartbeat: float
+    timeout: float
+    prefix: str
+
+    def station_ids(self, shard: int) -> list[tuple[int, str, str]]:
+        """(index, id, protocol) of the stations one process drives."""
+        return [
+            (i, f"{self.prefix}-{i:05d}", self.protocol(i))
+            for i in range(shard, self.stations, self.processes)
+        ]
+
+    def protocol(self, index: int) -> str:
+        return "ocpp2.0.1" if index % 100 < round(self.share_201 * 100) else "ocpp1.6"
+
+    @property
+    def pause(self) -> float:
+        """Seconds each station waits between calls so that all together offer --rate."""
+        return self.stations / self.rate if self.rate > 0 else 0.0
+
+
+# -- the load, one process per shard of stations ------------------------------------------
+
+
+def drive(plan: Plan, shard: int, started: float, reports: Any) -> None:
+    """Entry point of a load process: runs its stations, reporting its tally as it goes."""
+    asyncio.run(_drive(plan, shard, started, reports))
+
+
+async def _drive(plan: Plan, shard: int, started: float, reports: Any) -> None:
+    tally = Tally()
+    stations = [
+        Station(plan.url, station_id, protocol, tally, plan.timeout)
+        for _, station_id, protocol in plan.station_ids(shard)
+    ]
+    scenario = steady if plan.scenario == "steady" else storm
+    runs = [
+        asyncio.create_task(scenario(plan, station, started, n * plan.processes + shard))
+        for n, station in enumerate(stations)
+    ]
+    reporting = asyncio.create_task(_report(tally, shard, reports))
+    await asyncio.gather(*runs)
+    reporting.cancel()
+    reports.put((shard, tally.take(), True))
+
+
+async def _report(tally: Tally, shard: int, reports: Any) -> None:
+    while True:
+        await asyncio.sleep(REPORT_SECONDS)
+        reports.put((shard, tally.take(), False))
+
+
+async def _sleep_until(moment: float) -> None:
+    await asyncio.sleep(max(0.0, moment - time.time()))
+
+
+async def steady(plan: Plan, station: Station, started: float, index: int) -> None:
+    await _sleep_until(started + plan.ramp * index / plan.stations)
+    if not await station.connect():
+        return
+    try:
+        await station.boot()
+        await station.status("Available")
+        deadline = started + plan.ramp + plan.duration
+        pause = plan.pause
+        await asyncio.sleep(random.random() * pause)  # no lock-step between stations
+        while time.time() < deadline:
+            await station.status("Charging")
+            await asyncio.sleep(pause)
+            await station.transaction(plan.meter_values, pause, datetime.now(UTC))
+            await asyncio.sleep(pause)
+            await station.status("Available")
+            await asyncio.sleep(pause)
+            await station.heartbeat()
+            await asyncio.sleep(pause)
+    finally:
+        await station.close()
+
+
+async def storm(plan: Plan, station: Station, started: float, index: int) -> None:
+    await _sleep_until(started + plan.window * index / plan.stations)
+    if not await station.connect():
+        return
+    try:
+        if not await station.boot():
+            return
+        await station.status("Available")
+        queued_at = datetime.now(UTC) - timedelta(minutes=30)
+        await station.transaction(plan.meter_values, 0.0, queued_at)
+        hold_until = started + plan.window + plan.hold
+        while time.time() + plan.heartbeat < hold_until:
+            await asyncio.sleep(plan.heartbeat)
+            await station.heartbeat()
+        await _sleep_until(hold_until)
+    finally:
+        await station.close()
+
+
+# -- the parent: gathers, shows progress, reports ------------------------------------------
+
+
+@dataclass
+class Totals:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    window_latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    transactions: list[Ran] = field(default_factory=list)
+    connected: dict[int, int] = field(default_factory=dict)  # by load process
+    peak_connected: int = 0
+    peak_rss: int = 0
+    window_seconds: float = 0.0
+
+    def add(self, shard: int, tally: Tally, in_window: bool) -> None:
+        for kind, values in tally.latencies.items():
+            self.latencies.setdefault(kind, []).extend(values)
+            if in_window:
+                self.window_latencies.setdefault(kind, []).extend(values)
+        self.errors.update(tally.errors)
+        self.transactions.extend(tally.transactions)
+        self.connected[shard] = tally.connected
+        self.peak_connected = max(self.peak_connected, sum(self.connected.values()))
+
+    def answered(self) -> int:
+        return sum(len(v) for v in self.latencies.values())
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run(plan: Plan, server_pids: list[int]) -> Totals:
+    """Runs the load in --processes processes, printing progress each second."""
+    context = multiprocessing.get_context("spawn")
+    reports = context.Queue()
+    started = time.time() + 1.0 + 0.3 * plan.processes  # every process is up before it starts
+    workers = [
+        context.Process(target=drive, args=(plan, shard, started, reports), daemon=True)
+        for shard in range(plan.processes)
+    ]
+    for worker in workers:
+        worker.start()
+    port = urlsplit(plan.url).port or 80
+    # The steady figures are taken once every station is connected, until the end.
+    window = (started + plan.ramp, started + plan.ramp + plan.duration)
+    totals = Totals(window_seconds=plan.duration)
+    finished, last_print, last_answered = 0, time.time(), 0
+    while finished < plan.processes:
+        shard, tally, done = reports.get()
+        now = time.time()
+        totals.add(shard, tally, window[0] <= now - REPORT_SECONDS / 2 <= window[1])
+        finished += done
+        if now - last_print >= 1.0:
+            server_rss = rss.total(rss.listeners(port) + server_pids)
+            totals.peak_rss = max(totals.peak_rss, server_rss)
+            answered = totals.answered()
+            print(
+                f"  {now - started:6.1f}s  connected {sum(totals.connected.values()):>6}"
+                f"  answered {answered:>9}"
+                f"  {(answered - last_answered) / (now - last_print):>6.0f} msg/s"
+                f"  errors {sum(totals.errors.values()):>5}"
+                f"  server RSS {server_rss / 2**20:>6.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
+            last_print, last_answered = now, answered
+    for worker in workers:
+        worker.join()
+    return totals
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
+    """The figures, then the targets with their verdicts."""
+    lines = [
+        f"stations        {plan.stations} ({plan.share_201:.0%} OCPP 2.0.1), "
+        f"{plan.processes} load processes, peak {totals.peak_connected} connected",
+        f"answered        {totals.answered()} messages in {elapsed:.1f} s",
+    ]
+    for kind in ("boot", "state", "other"):
+        values = totals.latencies.get(kind, [])
+        if values:
+            lines.append(
+                f"  {kind:<6} {len(values):>9}  p50 {percentile(values, 0.5) * 1000:7.1f} ms"
+                f"  p95 {percentile(values, 0.95) * 1000:7.1f} ms"
+                f"  p99 {percentile(values, 0.99) * 1000:7.1f} ms"
+                f"  max {max(values) * 1000:7.1f} ms"
+            )
+    timeouts = sum(n for kind, n in totals.errors.items() if kind.startswith("timeout"))
+    call_errors = sum(n for kind, n in totals.errors.items() if kind.startswith("CallError"))
+    lines.append(f"errors          {sum(totals.errors.values())}")
+    lines += [f"  {count:>9}  {kind}" for kind, count in totals.errors.most_common(12)]
+    if totals.peak_rss:
+        lines.append(f"server RSS      peak {totals.peak_rss / 2**20:.0f} MiB")
+    lines.append("targets")
+    if plan.scenario == "storm":
+        boots = totals.latencies.get("boot", [])
+        p99 = percentile(boots, 0.99)
+        ok = len(boots) == plan.stations and p99 < 2.0 and not timeouts and not call_errors
+        lines.append(
+            f"  {verdict(ok)}  storm: {len(boots)}/{plan.stations} boots answered within a "
+            f"{plan.window:.0f} s window, p99 {p99 * 1000:.0f} ms (< 2,000), "
+            f"{timeouts} timeouts, {call_errors} CallErrors"
+            + ("" if plan.stations >= 20000 else "  [the target is 20,000 stations in 60 s]")
+        )
+        held = totals.peak_connected
+        ok = held >= 20000 and 0 < totals.peak_rss < 2 * 2**30
+        lines.append(
+            f"  {verdict(ok)}  held {held} connections (20,000) with server RSS "
+            f"{totals.peak_rss / 2**20:.0f} MiB (< 2,048)"
+        )
+    else:
+        state = totals.window_latencies.get("state", [])
+        rate = len(state) / totals.window_seconds
+        p99 = percentile(state, 0.99)
+        ok = rate >= 3000 and p99 < 0.1
+        lines.append(
+            f"  {verdict(ok)}  steady: {rate:.0f} state-changing msg/s answered (>= 3,000), "
+            f"p99 {p99 * 1000:.1f} ms (< 100)"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    plan = Plan(
+        url=args.url,
+        scenario=args.scenario,
+        stations=args.stations,
+        processes=args.processes,
+        share_201=args.share_201,
+        duration=args.duration,
+        rate=args.rate,
+        ramp=args.ramp if args.ramp is not None else args.stations / 500,
+        window=args.window,
+        hold=args.hold,
+        meter_values=args.meter_values,
+        heartbeat=args.heartbeat,
+        timeout=args.timeout,
+        prefix=args.prefix or f"B{int(time.time()) % 1000000:06d}",
+    )
+    began = time.time()
+    totals = run(plan, args.server_pid)
+    elapsed = time.time() - began
+    lines = report(plan, totals, elapsed)
+    if args.graphql:
+        lines += asyncio.run(readside.check(args.graphql, args.token, totals.transactions))
+    print("\n".join(lines))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--url", default="ws://127.0.0.1:9000", help="the CSMS's OCPP endpoint")
+    p.add_argument("--scenario", choices=("steady", "storm"), default="steady")
+    p.add_argument("--stations", type=int, default=1000)
+    p.add_argument("--processes", type=int, default=1, help="load processes to spread over")
+    p.add_argument("--share-201", type=float, default=0.5, help="share of 2.0.1 stations")
+    p.add_argument("--duration", type=float, default=30, help="steady: seconds measured")
+    p.add_argument("--rate", type=float, default=0, help="steady: msg/s offered (0: unpaced)")
+    p.add_argument("--ramp", type=float, help="steady: seconds to connect (stations/500)")
+    p.add_argument("--window", type=float, default=60, help="storm: seconds to connect all")
+    p.add_argument("--hold", type=float, default=10, help="storm: seconds held after that")
+    p.add_argument("--meter-values", type=int, default=4, help="meter values per transaction")
+    p.add_argument("--heartbeat", type=float, default=60, help="storm: heartbeat interval")
+    p.add_argument("--timeout", type=float, default=30, help="seconds to wait for an answer")
+    p.add_argument("--prefix", help="station id prefix (default: one per run)")
+    p.add_argument("--server-pid", type=int, action="append", default=[], help="count its RSS")
+    p.add_argument("--graphql", help="the CSMS's GraphQL URL, to check the transactions")
+    p.add_argument("--token", help="an API token that may read transactions")
+    return p
+
+
+if __name__ == "__main__":
+    main()

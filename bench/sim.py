@@ -1,0 +1,229 @@
+"""Simulated charging stations speaking raw OCPP-J (1.6 or 2.0.1) to any CSMS.
+
+A station waits for each answer before its next call, as a real one does. It records every
+answer's latency by kind of message, every error, and the transactions it ran, so that they can
+be looked for in the CSMS's read side afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import websockets
+
+# The messages that change a station's state; the steady target counts only these.
+STATE_CHANGING = frozenset(
+    {"StatusNotification", "MeterValues", "StartTransaction", "StopTransaction", "TransactionEvent"}
+)
+
+
+@dataclass
+class Ran:
+    """A transaction a station ran: what the CSMS must show for it."""
+
+    station_id: str
+    transaction_id: str | None  # None: a 1.6 start that was not answered
+    energy_wh: int
+
+
+@dataclass
+class Tally:
+    """What the stations of one process saw since the last report."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # by kind: boot/state/other
+    errors: Counter[str] = field(default_factory=Counter)
+    connected: int = 0
+    transactions: list[Ran] = field(default_factory=list)
+
+    def answered(self, kind: str, seconds: float) -> None:
+        self.latencies.setdefault(kind, []).append(seconds)
+
+    def take(self) -> Tally:
+        """This tally's contents, leaving it empty but for the connection count."""
+        taken = Tally(self.latencies, self.errors, self.connected, self.transactions)
+        self.latencies, self.errors, self.transactions = {}, Counter(), []
+        return taken
+
+
+def kind_of(action: str) -> str:
+    if action == "BootNotification":
+        return "boot"
+    return "state" if action in STATE_CHANGING else "other"
+
+
+def iso(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Station:
+    """One station; `protocol` is "ocpp1.6" or "ocpp2.0.1"."""
+
+    def __init__(self, url: str, station_id: str, protocol: str, tally: Tally, timeout: float):
+        self.url = f"{url.rstrip('/')}/{station_id}"
+        self.station_id = station_id
+        self.protocol = protocol
+        self.tally = tally
+        self.timeout = timeout
+        self.ws: Any = None
+        self._ids = itertools.count()
+        self.meter_wh = 0
+
+    @property
+    def v16(self) -> bool:
+        return self.protocol == "ocpp1.6"
+
+    async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        started = time.perf_counter()
+        await self.ws.send(json.dumps([2, str(next(self._ids)), action, payload]))
+        try:
+            reply = json.loads(await asyncio.wait_for(self.ws.recv(), self.timeout))
+        except TimeoutError:
+            self.tally.errors[f"timeout {action}"] += 1
+            return None
+        self.tally.answered(kind_of(action), time.perf_counter() - started)
+        if reply[0] != 3:
+            self.tally.errors[f"CallError {action} {reply[2]}"] += 1
+            return None
+        answer: dict[str, Any] = reply[2]
+        return answer
+
+    async def connect(self) -> bool:
+        try:
+            self.ws = await websockets.connect(
+                self.url,
+                subprotocols=[self.protocol],  # type: ignore[list-item]
+                open_timeout=self.timeout,
+                compression=None,
+                ping_interval=None,  # heartbeats keep the line alive, as on a real station
+                max_size=1 << 20,
+            )
+        except (OSError, TimeoutError, websockets.WebSocketException) as error:
+            self.tally.errors[f"connect {type(error).__name__}"] += 1
+            return False
+        self.tally.connected += 1
+        return True
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+            self.tally.connected -= 1
+
+    async def boot(self) -> bool:
+        payload: dict[str, Any]
+        if self.v16:
+            payload = {"chargePointVendor": "Bench", "chargePointModel": "Sim-16"}
+        else:
+            payload = {
+                "chargingStation": {"vendorName": "Bench", "model": "Sim-201"},
+                "reason": "PowerUp",
+            }
+        answer = await self.call("BootNotification", payload)
+        return answer is not None and answer.get("status") == "Accepted"
+
+    async def status(self, status: str) -> None:
+        if self.v16:
+            payload: dict[str, Any] = {"connectorId": 1, "errorCode": "NoError", "status": status}
+        else:
+            payload = {
+                "timestamp": iso(datetime.now(UTC)),
+                "connectorStatus": "Occupied" if status == "Charging" else status,
+                "evseId": 1,
+                "connectorId": 1,
+            }
+        await self.call("StatusNotification", payload)
+
+    async def heartbeat(self) -> None:
+        await self.call("Heartbeat", {})
+
+    async def transaction(self, meter_values: int, pause: float, started_at: datetime) -> None:
+        """Runs one transaction; `started_at` in the past replays it as queued offline."""
+        offline = started_at < datetime.now(UTC) - timedelta(seconds=5)
+        step = timedelta(seconds=30) if offline else timedelta(0)
+        at = started_at
+        start_wh = self.meter_wh
+        tx = await self._start(at, offline)
+        for _ in range(meter_values):
+            if pause:
+                await asyncio.sleep(pause)
+            at = at + step if offline else datetime.now(UTC)
+            self.meter_wh += 250
+            await self._meter(tx, at, offline)
+        at = at + step if offline else datetime.now(UTC)
+        await self._stop(tx, at, offline)
+        self.tally.transactions.append(Ran(self.station_id, tx, self.meter_wh - start_wh))
+
+    def _sample(self, at: datetime, context: str | None = None) -> dict[str, Any]:
+        value: dict[str, Any] = {
+            "value": str(self.meter_wh) if self.v16 else self.meter_wh,
+            "measurand": "Energy.Active.Import.Register",
+        }
+        if self.v16:
+            value["unit"] = "Wh"
+        if context:
+            value["context"] = context
+        return {"timestamp": iso(at), "sampledValue": [value]}
+
+    async def _start(self, at: datetime, offline: bool) -> str | None:
+        if self.v16:
+            payload = {
+                "connectorId": 1,
+                "idTag": "BENCH",
+                "meterStart": self.meter_wh,
+                "timestamp": iso(at),
+            }
+            answer = await self.call("StartTransaction", payload)
+            return None if answer is None else str(answer["transactionId"])
+        tx = uuid.uuid4().hex[:32]
+        self._seq = itertools.count()
+        await self._event("Started", "Authorized", tx, at, offline, "Transaction.Begin")
+        return tx
+
+    async def _meter(self, tx: str | None, at: datetime, offline: bool) -> None:
+        if self.v16:
+            payload: dict[str, Any] = {"connectorId": 1, "meterValue": [self._sample(at)]}
+            if tx is not None:
+                payload["transactionId"] = int(tx)
+            await self.call("MeterValues", payload)
+        else:
+            await self._event("Updated", "MeterValuePeriodic", tx, at, offline, "Sample.Periodic")
+
+    async def _stop(self, tx: str | None, at: datetime, offline: bool) -> None:
+        if not self.v16:
+            await self._event("Ended", "EVDeparted", tx, at, offline, "Transaction.End")
+        elif tx is not None:
+            payload = {
+                "transactionId": int(tx),
+                "meterStop": self.meter_wh,
+                "timestamp": iso(at),
+                "reason": "Local",
+            }
+            await self.call("StopTransaction", payload)
+
+    async def _event(
+        self, event: str, trigger: str, tx: str | None, at: datetime, offline: bool, context: str
+    ) -> None:
+        info: dict[str, Any] = {"transactionId": tx}
+        if event == "Ended":
+            info["stoppedReason"] = "Local"
+        payload: dict[str, Any] = {
+            "eventType": event,
+            "timestamp": iso(at),
+            "triggerReason": trigger,
+            "seqNo": next(self._seq),
+            "transactionInfo": info,
+            "meterValue": [self._sample(at, context)],
+        }
+        if offline:
+            payload["offline"] = True
+        if event == "Started":
+            payload["idToken"] = {"idToken": "BENCH", "type": "Central"}
+            payload["evse"] = {"id": 1, "connectorId": 1}
+        await self.call("TransactionEvent", payload)
