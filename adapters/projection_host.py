@@ -26,6 +26,7 @@ ProjectionClass = type[Projection[Any]]
 RETRY_SECONDS = 2.0
 # How long a caught-up projection waits before looking for new events.
 POLL_SECONDS = 0.05
+STANDBY_SECONDS = 5.0
 
 
 def lock_key(projection: ProjectionClass) -> int:
@@ -38,19 +39,24 @@ class ProjectionHost:
         database_url: str,
         env: Mapping[str, str],
         projections: Sequence[tuple[ProjectionClass, type[SqlView]]],
+        worker: tuple[int, int] = (0, 1),
     ) -> None:
         self._database_url = database_url
         # The runners' application reads events only: its tables exist already.
         self._env = {**env, "CSMS_CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
         self._projections = projections
+        self._worker, self._workers = worker
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for projection, view in self._projections:
+        for index, (projection, view) in enumerate(self._projections):
+            # Each worker of a server first takes its share of the projections, then stands by
+            # for the others' in case their worker dies.
+            mine = index % self._workers == self._worker
             thread = threading.Thread(
                 target=self._host,
-                args=(projection, view),
+                args=(projection, view, 0.0 if mine else STANDBY_SECONDS),
                 name=f"projection-{projection.name}",
                 daemon=True,
             )
@@ -62,7 +68,9 @@ class ProjectionHost:
         for thread in self._threads:
             thread.join(timeout=10)
 
-    def _host(self, projection: ProjectionClass, view: type[SqlView]) -> None:
+    def _host(self, projection: ProjectionClass, view: type[SqlView], standby: float) -> None:
+        if self._stopping.wait(standby):
+            return
         while not self._stopping.is_set():
             try:
                 self._lead(projection, view)

