@@ -113,6 +113,17 @@ def start_embedded(data_dir: Path) -> str:
     return url
 
 
+# Aggregates are served from memory. If another process wrote one meanwhile, the save conflicts on
+# (id, version); the command is then retried on a fresh load. Commands change the cached aggregate
+# itself (a copy per command cost a tenth of the writer's time); the service evicts whatever a
+# failed or uncommitted command touched.
+CACHE_SETTINGS = {
+    "AGGREGATE_CACHE_MAXSIZE": "50000",
+    "AGGREGATE_CACHE_FASTFORWARD": "n",
+    "DEEPCOPY_FROM_AGGREGATE_CACHE": "n",
+}
+
+
 def eventsourcing_env(database_url: str, pool_size: int = 4) -> dict[str, str]:
     """The eventsourcing settings for a database URL."""
     params = conninfo_to_dict(database_url)
@@ -132,10 +143,7 @@ def eventsourcing_env(database_url: str, pool_size: int = 4) -> dict[str, str]:
         "POSTGRES_PRE_PING": "n",
         # The fast path inserts without the table lock: a tailing projection could skip events.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
-        # Aggregates are served from memory. If another process wrote one meanwhile, the save
-        # conflicts on (id, version); the command is then retried on a fresh load.
-        "AGGREGATE_CACHE_MAXSIZE": "50000",
-        "AGGREGATE_CACHE_FASTFORWARD": "n",
+        **CACHE_SETTINGS,
     }
 
 

@@ -31,7 +31,13 @@ from adapters.ocpp.gateway import OcppGateway
 from adapters.ocpp.v16 import OcppV16
 from adapters.ocpp.v21 import OcppV21
 from adapters.ocpp.v201 import OcppV201
-from adapters.postgres import eventsourcing_env, open_store, schema_lock, start_embedded
+from adapters.postgres import (
+    CACHE_SETTINGS,
+    eventsourcing_env,
+    open_store,
+    schema_lock,
+    start_embedded,
+)
 from adapters.projection_host import ProjectionHost
 from adapters.routing import CommandRouter
 from adapters.writer import CommandWriter
@@ -125,7 +131,8 @@ def open_application(settings: Settings, database_url: str) -> CSMS:
     accept = settings.unknown_id_tokens == "accept"
     if settings.store == "memory":
         log.warning("events are kept in memory only: they are lost at exit, and no view is fed")
-        return CSMS({"PERSISTENCE_MODULE": "eventsourcing.popo"}, accept_unknown_tokens=accept)
+        env = {"PERSISTENCE_MODULE": "eventsourcing.popo", **CACHE_SETTINGS}
+        return CSMS(env, accept_unknown_tokens=accept)
     return open_store(database_url, accept_unknown_tokens=accept)
 
 

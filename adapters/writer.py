@@ -37,6 +37,11 @@ def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
         future.set_result(outcome)
 
 
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, outcome in settled:
+        _settle(future, outcome)
+
+
 class CommandWriter:
     def __init__(self, app: CSMS, max_batch: int = 500) -> None:
         self._app = app
@@ -83,7 +88,11 @@ class CommandWriter:
         except Exception as error:  # the store itself failed: every caller learns it
             log.exception("committing a batch of %d commands failed", len(batch))
             outcomes = [error] * len(batch)
+        # One wake-up per event loop for the whole batch, not one per command.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for pending, outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
+        for loop, settled in by_loop.items():
             # The events are committed either way; a caller whose loop has closed hears nothing.
             with contextlib.suppress(RuntimeError):
-                pending.loop.call_soon_threadsafe(_settle, pending.future, outcome)
+                loop.call_soon_threadsafe(_settle_all, settled)

@@ -22,14 +22,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import queue
 import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
+
+import websockets
 
 from bench import readside, rss
 from bench.sim import Ran, Station, Tally
@@ -86,13 +90,24 @@ async def _drive(plan: Plan, shard: int, started: float, reports: Any) -> None:
     ]
     scenario = steady if plan.scenario == "steady" else storm
     runs = [
-        asyncio.create_task(scenario(plan, station, started, n * plan.processes + shard))
+        asyncio.create_task(
+            _guarded(station, scenario(plan, station, started, n * plan.processes + shard))
+        )
         for n, station in enumerate(stations)
     ]
     reporting = asyncio.create_task(_report(tally, shard, reports))
     await asyncio.gather(*runs)
     reporting.cancel()
     reports.put((shard, tally.take(), True))
+
+
+async def _guarded(station: Station, scenario: Coroutine[Any, Any, None]) -> None:
+    """Runs a station's scenario; a connection the server closes ends it, counted as an error."""
+    try:
+        await scenario
+    except websockets.ConnectionClosed as closed:
+        code = closed.rcvd.code if closed.rcvd else "no close frame"
+        station.tally.errors[f"connection closed by the server ({code})"] += 1
 
 
 async def _report(tally: Tally, shard: int, reports: Any) -> None:
@@ -199,7 +214,12 @@ def run(plan: Plan, server_pids: list[int]) -> Totals:
     totals = Totals(window_seconds=plan.duration)
     finished, last_print, last_answered = 0, time.time(), 0
     while finished < plan.processes:
-        shard, tally, done = reports.get()
+        try:
+            shard, tally, done = reports.get(timeout=5)
+        except queue.Empty:
+            if any(w.exitcode not in (None, 0) for w in workers):
+                raise SystemExit("a load process failed; its error is above") from None
+            continue
         now = time.time()
         totals.add(shard, tally, window[0] <= now - REPORT_SECONDS / 2 <= window[1])
         finished += done

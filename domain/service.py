@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from domain.commands import Command
@@ -51,9 +51,15 @@ class CSMS(Application[UUID]):
         return self.repository.get(aggregate_id, version=version)
 
     def read_fresh(self, aggregate_id: UUID) -> Any:
-        """The aggregate as stored now, whatever this process cached (another may have written)."""
+        """The aggregate as stored now, whatever this process cached (another may have written).
+
+        It is a copy of its own, never the cached object the writer goes on changing.
+        """
         self._forget([aggregate_id])
-        return self.repository.get(aggregate_id)
+        latest = list(self.repository.event_store.get(aggregate_id, desc=True, limit=1))
+        if not latest:
+            raise AggregateNotFoundError(aggregate_id)
+        return self.repository.get(aggregate_id, version=latest[0].originator_version)
 
     def execute(self, command: Command[Any]) -> Any:
         """Runs one command and commits its events; raises what the command raised."""
@@ -74,6 +80,8 @@ class CSMS(Application[UUID]):
             results = [command.execute(uow) for command in commands]
             self.save(*uow.changed())
         except Exception as error:
+            # Commands change cached aggregates in place: what they changed is not stored.
+            self._forget(uow.touched())
             if len(commands) > 1 or isinstance(error, IntegrityError):
                 log.info(
                     "batch of %d not committed (%r); committing one by one", len(commands), error
@@ -104,6 +112,7 @@ class CSMS(Application[UUID]):
                 continue
             except Exception as error:
                 log.exception("command failed: %r", command)
+                self._forget(uow.touched())
                 return error
             return result
         return IntegrityError(f"gave up after {MAX_ATTEMPTS} conflicting attempts: {command!r}")

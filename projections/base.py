@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -27,6 +28,9 @@ class SqlView(PostgresTrackingRecorder):
         self.sql_create_statements.extend(Composed([SQL(ddl)]) for ddl in self.tables)  # type: ignore[arg-type]
         self._batch: Cursor[Any] | None = None
         self._batch_tracking: Tracking | None = None
+        # What the projection read or wrote, kept so that the next events need not read it
+        # again. It dies with the view: a restart or a rebuild starts from the tables.
+        self.kept: Kept = Kept()
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -75,6 +79,25 @@ class SqlView(PostgresTrackingRecorder):
         cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt
         if self.search_path:
             cursor.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(self.search_path)))
+
+
+class Kept(OrderedDict[Any, Any]):
+    """A dict that forgets its least recently used entries beyond `size`."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        super().__init__()
+        self._size = size
+
+    def __getitem__(self, key: Any) -> Any:
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        if len(self) > self._size:
+            self.popitem(last=False)
 
 
 class _CursorPerStatement:

@@ -334,7 +334,9 @@ class BillingProjection(Projection[BillingView]):
     @process_event.register
     def _(self, event: Transaction.EventReported, tracking: Tracking) -> None:
         def work(cursor: Cursor[Any]) -> None:
-            summary = keep_and_summarize(cursor, "billing_reports", "session_id", event)
+            summary = keep_and_summarize(
+                cursor, "billing_reports", "session_id", event, self.view.kept
+            )
             pricing = _Pricing(cursor, event.originator_id)
             pricing.update(
                 evse_id=summary.evse_id,

@@ -6,7 +6,7 @@ history queries can filter (by station, aggregate, type, time) and page with sta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -71,10 +71,14 @@ class EventLogProjection(Projection[EventLogView]):
     topics = ()  # every event
 
     def process_event(self, event: Any, tracking: Tracking) -> None:
-        self.view.record_with(tracking, lambda cursor: _log(cursor, event, tracking))
+        self.view.record_with(
+            tracking, lambda cursor: _log(cursor, event, tracking, self.view.kept)
+        )
 
 
-def _log(cursor: Cursor[Any], event: Any, tracking: Tracking) -> None:
+def _log(
+    cursor: Cursor[Any], event: Any, tracking: Tracking, kept: MutableMapping[Any, Any]
+) -> None:
     aggregate_type, event_type = _names(event)
     station_id = getattr(event, "station_id", None)
     transaction_id = getattr(event, "transaction_key", None)
@@ -84,14 +88,19 @@ def _log(cursor: Cursor[Any], event: Any, tracking: Tracking) -> None:
             "VALUES (%s, %s, %s) ON CONFLICT (aggregate_id) DO NOTHING",
             (event.originator_id, station_id, transaction_id),
         )
+        kept.pop(event.originator_id, None)  # the row may be new: read it when next needed
     else:
-        cursor.execute(
-            "SELECT station_id, transaction_id FROM event_log_aggregates WHERE aggregate_id = %s",
-            (event.originator_id,),
-        )
-        known = cursor.fetchone()
-        if known is not None:
-            station_id, transaction_id = known["station_id"], known["transaction_id"]
+        if event.originator_id not in kept:
+            cursor.execute(
+                "SELECT station_id, transaction_id FROM event_log_aggregates "
+                "WHERE aggregate_id = %s",
+                (event.originator_id,),
+            )
+            known = cursor.fetchone()
+            kept[event.originator_id] = (
+                (known["station_id"], known["transaction_id"]) if known else (None, None)
+            )
+        station_id, transaction_id = kept[event.originator_id]
     data = {k: plain(v) for k, v in vars(event).items() if k not in _BOOKKEEPING}
     cursor.execute(
         "INSERT INTO event_log (position, aggregate_id, aggregate_type, version, event_type, "

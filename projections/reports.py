@@ -6,6 +6,7 @@ this way does not depend on the order the events arrived in.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 from uuid import UUID
 
@@ -18,9 +19,17 @@ from domain.transaction_events import ReportedEvent, Summary, summarize
 
 
 def keep_and_summarize(
-    cursor: Cursor[Any], table: str, key_column: str, event: Transaction.EventReported
+    cursor: Cursor[Any],
+    table: str,
+    key_column: str,
+    event: Transaction.EventReported,
+    kept: MutableMapping[Any, Any],
 ) -> Summary:
-    """Stores what the event says in `table` (keyed by `key_column`); returns the summary."""
+    """Stores what the event says in `table` (keyed by `key_column`); returns the summary.
+
+    The events of a transaction already read are found in `kept`, so each event costs one
+    write, not a read of all the others.
+    """
     reported = ReportedEvent.of({name: getattr(event, name) for name in REPORT_FIELDS})
     key: UUID = event.originator_id
     names = {"table": Identifier(table), "key": Identifier(key_column)}
@@ -31,5 +40,15 @@ def keep_and_summarize(
         ).format(**names),
         (key, event.seq_no, Jsonb(reported.to_record())),
     )
-    cursor.execute(SQL("SELECT reported FROM {table} WHERE {key} = %s").format(**names), (key,))
-    return summarize(ReportedEvent.from_record(row["reported"]) for row in cursor.fetchall())
+    memo = ("reports", table, key)
+    reports: dict[int, ReportedEvent] | None = kept.get(memo)
+    if reports is None:
+        cursor.execute(
+            SQL("SELECT seq_no, reported FROM {table} WHERE {key} = %s").format(**names), (key,)
+        )
+        reports = {
+            row["seq_no"]: ReportedEvent.from_record(row["reported"]) for row in cursor.fetchall()
+        }
+    reports.setdefault(event.seq_no, reported)  # the first report of a number stands
+    kept[memo] = reports
+    return summarize(reports.values())

@@ -7,6 +7,7 @@ the domain's own rules, so its row does not depend on the order the events arriv
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
@@ -85,8 +86,10 @@ UPDATE transactions SET evse_id = %(evse_id)s, connector_id = %(connector_id)s,
 WHERE transaction_uuid = %(id)s"""
 
 
-def _fold_report(event: Transaction.EventReported, cursor: Cursor[Any]) -> None:
-    summary = keep_and_summarize(cursor, "transaction_reports", "transaction_uuid", event)
+def _fold_report(
+    event: Transaction.EventReported, cursor: Cursor[Any], kept: MutableMapping[Any, Any]
+) -> None:
+    summary = keep_and_summarize(cursor, "transaction_reports", "transaction_uuid", event, kept)
     cursor.execute(
         _SUMMARY,
         {
@@ -193,4 +196,4 @@ class TransactionsProjection(Projection[TransactionsView]):
 
     @process_event.register
     def _(self, event: Transaction.EventReported, tracking: Tracking) -> None:
-        self.view.record_with(tracking, lambda cursor: _fold_report(event, cursor))
+        self.view.record_with(tracking, lambda cursor: _fold_report(event, cursor, self.view.kept))
