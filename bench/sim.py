@@ -82,9 +82,10 @@ class Station:
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
         started = time.perf_counter()
-        await self.ws.send(json.dumps([2, str(next(self._ids)), action, payload]))
+        message_id = str(next(self._ids))
+        await self.ws.send(json.dumps([2, message_id, action, payload]))
         try:
-            reply = json.loads(await asyncio.wait_for(self.ws.recv(), self.timeout))
+            reply = await self._answer_to(message_id, started + self.timeout)
         except TimeoutError:
             self.tally.errors[f"timeout {action}"] += 1
             return None
@@ -94,6 +95,17 @@ class Station:
             return None
         answer: dict[str, Any] = reply[2]
         return answer
+
+    async def _answer_to(self, message_id: str, deadline: float) -> list[Any]:
+        """The answer to this call; answers to calls that timed out before are counted."""
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError
+            reply: list[Any] = json.loads(await asyncio.wait_for(self.ws.recv(), remaining))
+            if reply[1] == message_id:
+                return reply
+            self.tally.errors["answer after its call timed out"] += 1
 
     async def connect(self) -> bool:
         try:

@@ -7,7 +7,7 @@ these classes; the raw value text, unit and any signed data are kept verbatim.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -31,7 +31,9 @@ class SampledValue:
     public_key: str | None = None
 
     def to_record(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None}
+        # Shallow: every field is a plain value (asdict's deep copy cost more than the rest).
+        values = ((f.name, getattr(self, f.name)) for f in fields(self))
+        return {name: value for name, value in values if value is not None}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ of events gives the same transaction however it was delivered.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -66,7 +66,7 @@ class ReportedEvent:
 
     def to_record(self) -> dict[str, Any]:
         """As plain JSON values, for a read model to keep."""
-        record = asdict(self)
+        record = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: plain values
         record["station_time"] = self.station_time.isoformat()
         for name in ("first_register", "last_register"):
             register = getattr(self, name)

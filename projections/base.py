@@ -28,6 +28,7 @@ class SqlView(PostgresTrackingRecorder):
         self.sql_create_statements.extend(Composed([SQL(ddl)]) for ddl in self.tables)  # type: ignore[arg-type]
         self._batch: Cursor[Any] | None = None
         self._batch_tracking: Tracking | None = None
+        self._deferred: dict[Any, Statement] = {}
         # What the projection read or wrote, kept so that the next events need not read it
         # again. It dies with the view: a restart or a rebuild starts from the tables.
         self.kept: Kept = Kept()
@@ -41,15 +42,32 @@ class SqlView(PostgresTrackingRecorder):
         """
         with self.datastore.transaction(commit=True) as cursor, cursor.connection.pipeline():
             # In a pipeline a statement waits for no answer; only a read waits, for its own.
-            pipelined = cast(Cursor[Any], _CursorPerStatement(cursor.connection))
+            statements = _CursorPerStatement(cursor.connection)
+            pipelined = cast(Cursor[Any], statements)
             self._begin(pipelined)
             self._batch = pipelined
             try:
                 yield
+                for sql, params in self._deferred.values():
+                    pipelined.execute(sql, params)
                 if self._batch_tracking is not None:
                     self._insert_tracking(pipelined, self._batch_tracking)
+                statements.flush()
             finally:
-                self._batch, self._batch_tracking = None, None
+                self._batch, self._batch_tracking, self._deferred = None, None, {}
+
+    def defer(self, cursor: Cursor[Any], key: Any, sql: str, params: Any) -> None:
+        """Runs the statement at the end of the batch, unless a later one of the same key
+        replaces it; outside a batch, runs it now.
+
+        For statements that set a row's whole state from what is known, when nothing in the
+        batch reads that row back: only the last one matters.
+        """
+        if self._batch is None:
+            cursor.execute(sql, params)  # type: ignore[arg-type]
+        else:
+            self._deferred.pop(key, None)
+            self._deferred[key] = (sql, params)
 
     def record(self, tracking: Tracking, statements: Sequence[Statement]) -> None:
         """Applies the statements and moves the tracking position, atomically."""
@@ -101,29 +119,54 @@ class Kept(OrderedDict[Any, Any]):
 
 
 class _CursorPerStatement:
-    """Runs each statement on a cursor of its own.
+    """Runs each statement on a cursor of its own, and runs of one statement as one.
 
     In a pipeline, a cursor that ran several statements fetches the first of their results, not
     the last; with one cursor per statement, a read always gets its own statement's rows.
+    Consecutive executions of the same SQL are sent together (`executemany`), in order, before
+    anything else, so the effect is that of running them one by one.
     """
 
     def __init__(self, connection: Connection[Any]) -> None:
         self._connection = connection
         self._last: Cursor[Any] | None = None
+        self._run_sql: Any = None
+        self._run: list[Any] = []
 
     def execute(self, query: Any, params: Any = None, **options: Any) -> _CursorPerStatement:
-        self._last = self._connection.cursor()
-        self._last.execute(query, params, **options)
+        if options or not isinstance(query, str):
+            self.flush()
+            self._last = self._connection.cursor()
+            self._last.execute(query, params, **options)
+            return self
+        if query is not self._run_sql and query != self._run_sql:
+            self.flush()
+            self._run_sql = query
+        self._run.append(params)
         return self
 
     def executemany(self, query: Any, params_seq: Any, **options: Any) -> None:
+        self.flush()
         self._last = self._connection.cursor()
         self._last.executemany(query, params_seq, **options)
 
+    def flush(self) -> None:
+        """Sends the run of statements held back."""
+        if not self._run:
+            return
+        self._last = self._connection.cursor()
+        if len(self._run) == 1:
+            self._last.execute(self._run_sql, self._run[0])
+        else:
+            self._last.executemany(self._run_sql, self._run)
+        self._run_sql, self._run = None, []
+
     def fetchone(self) -> Any:
+        self.flush()
         assert self._last is not None, "fetch before any statement"
         return self._last.fetchone()
 
     def fetchall(self) -> list[Any]:
+        self.flush()
         assert self._last is not None, "fetch before any statement"
         return self._last.fetchall()

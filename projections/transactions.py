@@ -7,7 +7,6 @@ the domain's own rules, so its row does not depend on the order the events arriv
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from typing import Any
 
 from eventsourcing.dispatch import singledispatchmethod
@@ -87,10 +86,14 @@ WHERE transaction_uuid = %(id)s"""
 
 
 def _fold_report(
-    event: Transaction.EventReported, cursor: Cursor[Any], kept: MutableMapping[Any, Any]
+    view: TransactionsView, event: Transaction.EventReported, cursor: Cursor[Any]
 ) -> None:
-    summary = keep_and_summarize(cursor, "transaction_reports", "transaction_uuid", event, kept)
-    cursor.execute(
+    summary = keep_and_summarize(
+        cursor, "transaction_reports", "transaction_uuid", event, view.kept
+    )
+    view.defer(  # the row is the summary of every report so far: only the last one counts
+        cursor,
+        ("summary", event.originator_id),
         _SUMMARY,
         {
             **summary.__dict__,
@@ -196,4 +199,4 @@ class TransactionsProjection(Projection[TransactionsView]):
 
     @process_event.register
     def _(self, event: Transaction.EventReported, tracking: Tracking) -> None:
-        self.view.record_with(tracking, lambda cursor: _fold_report(event, cursor, self.view.kept))
+        self.view.record_with(tracking, lambda cursor: _fold_report(self.view, event, cursor))

@@ -1,0 +1,91 @@
+"""Several worker processes share the ports and the database, and replace one that dies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+from collections.abc import Callable
+
+import psycopg
+from ocpp.v16 import call
+
+from tests.support import ServerProcess, eventually, graphql, station16
+
+STATIONS = "{ stations { id connected } }"
+TRANSACTIONS = "{ transactions(first: 1000) { stationId transactionId active energyWh } }"
+
+
+def _nodes(database_url: str) -> set[str]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT DISTINCT node FROM station_status WHERE connected").fetchall()
+    return {row[0] for row in rows}
+
+
+async def _charge(server: ServerProcess, station_id: str) -> None:
+    async with station16(server, station_id) as cp:
+        await cp.call(call.BootNotification(charge_point_vendor="V", charge_point_model="M"))
+        started = await cp.call(
+            call.StartTransaction(
+                connector_id=1, id_tag="T", meter_start=100, timestamp="2026-11-25T06:00:00Z"
+            )
+        )
+        await cp.call(
+            call.StopTransaction(
+                transaction_id=started.transaction_id,
+                meter_stop=1100,
+                timestamp="2026-11-25T06:30:00Z",
+            )
+        )
+
+
+async def test_workers_share_the_load_and_one_that_dies_is_replaced(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    server = start_server(database_url, "--workers", "2")
+    async with contextlib.AsyncExitStack() as stack:
+        # Held open: each connection stays with the worker the kernel gave it to.
+        held = [await stack.enter_async_context(station16(server, f"CP-W{i}")) for i in range(16)]
+        boot = call.BootNotification(charge_point_vendor="V", charge_point_model="M")
+        answers = await asyncio.gather(*(cp.call(boot) for cp in held))
+        assert {answer.status for answer in answers} == {"Accepted"}
+        nodes = await eventually(
+            lambda: asyncio.to_thread(_nodes, database_url), lambda n: len(n) == 2
+        )
+    pids = {int(node.rsplit(":", 1)[1]) for node in nodes}
+    assert server.process is not None and server.process.pid not in pids
+
+    await asyncio.gather(*(_charge(server, f"CP-TX{i}") for i in range(6)))
+    data = await eventually(
+        lambda: graphql(server, TRANSACTIONS), lambda d: len(d["transactions"]) == 6
+    )
+    assert {(t["active"], t["energyWh"]) for t in data["transactions"]} == {(False, "1000")}
+
+    os.kill(pids.pop(), signal.SIGKILL)
+    await eventually(
+        lambda: asyncio.to_thread(server.log), lambda log: "starting another" in log, within=15
+    )
+    # The survivor takes over the dead worker's projections; every station is served still.
+    await asyncio.gather(*(_charge(server, f"CP-AFTER{i}") for i in range(6)))
+    data = await eventually(
+        lambda: graphql(server, TRANSACTIONS), lambda d: len(d["transactions"]) == 12, within=30
+    )
+    assert server.stop() == 0
+    assert len(re.findall(r"worker \d started", server.log())) == 3
+
+
+async def test_the_memory_store_answers_and_stores_nothing(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    server = start_server(database_url, "--store", "memory")
+    await _charge(server, "CP-MEM")
+    assert "events are kept in memory only" in server.log()
+    with psycopg.connect(database_url) as conn:
+        table = conn.execute("SELECT to_regclass('csms_events')").fetchone()
+        assert table is not None
+        stored = conn.execute("SELECT count(*) FROM csms_events").fetchone() if table[0] else (0,)
+    assert stored == (0,)
+    data = await graphql(server, STATIONS)
+    assert data["stations"] == []  # no view is fed
