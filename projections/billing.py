@@ -9,7 +9,7 @@ same positions and a billing system's cursor stays valid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -123,9 +123,13 @@ def _samples(readings: Iterable[Mapping[str, Any]]) -> list[tuple[Any, Decimal]]
 class _Pricing:
     """The work of one event on one session, inside the projection's transaction."""
 
-    def __init__(self, cursor: Cursor[Any], session_id: UUID) -> None:
+    def __init__(self, cursor: Cursor[Any], session_id: UUID, kept: MutableMapping[Any, Any]):
         self.cursor = cursor
         self.session_id = session_id
+        # Whether the session has both a start and an end, when known without reading its row:
+        # most events belong to sessions still running, which need no pricing.
+        self._kept = kept
+        self._ended_key = ("ended", session_id)
 
     def add_samples(self, samples: Iterable[tuple[Any, Decimal | int | None]]) -> None:
         rows = [(self.session_id, at, wh) for at, wh in samples if wh is not None and at]
@@ -140,11 +144,23 @@ class _Pricing:
             f"UPDATE billing_transactions SET {assignments} WHERE session_id = %(id)s",
             {**columns, "id": self.session_id},
         )
+        if "started_at" in columns and "stopped_at" in columns:
+            ended = columns["started_at"] is not None and columns["stopped_at"] is not None
+            self._kept[self._ended_key] = ended
+        elif "started_at" in columns or "stopped_at" in columns:
+            self._kept.pop(self._ended_key, None)  # known again at the next read
+
+    def created(self) -> None:
+        self._kept.pop(self._ended_key, None)
 
     def reprice(self, position: int, at: Any, late_reason: str) -> None:
         """Adds a version if the session has ended and what it says has changed."""
+        if self._kept.get(self._ended_key) is False:
+            return
         session = self._one("SELECT * FROM billing_transactions WHERE session_id = %s")
-        if session is None or session["stopped_at"] is None or session["started_at"] is None:
+        ended = session is not None and None not in (session["started_at"], session["stopped_at"])
+        self._kept[self._ended_key] = ended
+        if session is None or not ended:
             return
         row = self._priced(session)
         latest = self._one(
@@ -294,7 +310,8 @@ class BillingProjection(Projection[BillingView]):
                     event.started_at,
                 ),
             )
-            pricing = _Pricing(cursor, event.originator_id)
+            pricing = _Pricing(cursor, event.originator_id, self.view.kept)
+            pricing.created()
             pricing.add_samples([(event.started_at, event.meter_start_wh)])
 
         self.view.record_with(tracking, work)
@@ -309,13 +326,14 @@ class BillingProjection(Projection[BillingView]):
 
         def work(cursor: Cursor[Any]) -> None:
             cursor.execute(sql, params)
+            _Pricing(cursor, event.originator_id, self.view.kept).created()
 
         self.view.record_with(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.MeterValuesAdded, tracking: Tracking) -> None:
         def work(cursor: Cursor[Any]) -> None:
-            pricing = _Pricing(cursor, event.originator_id)
+            pricing = _Pricing(cursor, event.originator_id, self.view.kept)
             pricing.add_samples(_samples(event.readings))
             pricing.reprice(tracking.notification_id, event.timestamp, "meter values came late")
 
@@ -324,7 +342,7 @@ class BillingProjection(Projection[BillingView]):
     @process_event.register
     def _(self, event: Transaction.Stopped, tracking: Tracking) -> None:
         def work(cursor: Cursor[Any]) -> None:
-            pricing = _Pricing(cursor, event.originator_id)
+            pricing = _Pricing(cursor, event.originator_id, self.view.kept)
             pricing.update(stopped_at=event.stopped_at, stop_reason=event.reason)
             pricing.add_samples([(event.stopped_at, event.meter_stop_wh)])
             pricing.reprice(tracking.notification_id, event.timestamp, "stopped again")
@@ -337,7 +355,7 @@ class BillingProjection(Projection[BillingView]):
             summary = keep_and_summarize(
                 cursor, "billing_reports", "session_id", event, self.view.kept
             )
-            pricing = _Pricing(cursor, event.originator_id)
+            pricing = _Pricing(cursor, event.originator_id, self.view.kept)
             pricing.update(
                 evse_id=summary.evse_id,
                 connector_id=summary.connector_id,
