@@ -18,7 +18,7 @@ from adapters import api_tokens, audit, export, replay
 from adapters import projection_admin as admin
 from adapters.postgres import eventsourcing_env, start_embedded
 from adapters.projection_host import lock_key
-from adapters.server import PROJECTIONS, Settings, configure_logging, serve
+from adapters.server import PROJECTIONS, PortInUse, Settings, configure_logging, serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -376,7 +376,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(getattr(args, "log_level", "WARNING"))
     if args.command == "serve":
-        serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
+        try:
+            serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
+        except PortInUse as error:
+            print(f"csms: {error}", file=sys.stderr)
+            return 1
         return 0
     commands = {"token": _tokens, "projections": _projections, "export": _export, "audit": _audit}
     try:

@@ -126,7 +126,30 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
+class PortInUse(Exception):
+    pass
+
+
+def _ensure_free(host: str, port: int) -> None:
+    """Fails if something listens on the port already.
+
+    Workers share their ports (SO_REUSEPORT), which would also let a second server started by
+    mistake share them silently; a plain bind first refuses that.
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections pass
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise PortInUse(
+                f"port {port} on {host} is in use ({error.strerror}): is another csms serve "
+                "running? Stop it, or choose other ports (--ocpp-port, --http-port)"
+            ) from None
+
+
 def serve(settings: Settings) -> None:
+    _ensure_free(settings.host, settings.ocpp_port)
+    _ensure_free(settings.http_host, settings.http_port)
     database_url = settings.database_url or start_embedded(settings.data_dir)
     if settings.workers > 1:
         workers.supervise(settings.workers, _work, (settings, database_url))

@@ -76,6 +76,20 @@ async def test_workers_share_the_load_and_one_that_dies_is_replaced(
     assert len(re.findall(r"worker \d started", server.log())) == 3
 
 
+async def test_a_second_server_on_the_same_ports_is_refused(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    first = start_server(database_url, "--workers", "2")
+    ports = ["--host", "127.0.0.1", "--ocpp-port", str(first.ocpp_port)]
+    second = first.cli("serve", *ports, "--http-port", str(first.http_port), "--workers", "2")
+    assert second.returncode == 1
+    assert f"port {first.ocpp_port} on 127.0.0.1 is in use" in second.stderr
+    boot = call.BootNotification(charge_point_vendor="V", charge_point_model="M")
+    async with station16(first, "CP-FIRST") as cp:  # the first one serves on
+        answer = await cp.call(boot)
+    assert answer.status == "Accepted"
+
+
 async def test_the_memory_store_answers_and_stores_nothing(
     start_server: Callable[..., ServerProcess], database_url: str
 ) -> None:
