@@ -10,13 +10,18 @@ import logging
 import multiprocessing
 import signal
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 RESTART_PAUSE = 1.0
+CHECK_SECONDS = 0.5
+STEADY_SECONDS = 30.0  # a worker that lived this long had started well
+MAX_BACKOFF = 60.0
 
 
 def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...]) -> None:
@@ -24,31 +29,53 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...]) ->
     context = multiprocessing.get_context("spawn")  # no threads or connections inherited
     stopping = threading.Event()
 
-    def start(index: int) -> BaseProcess:
+    def start(index: int) -> _Worker:
         process = context.Process(target=target, args=(*args, index), name=f"csms-worker-{index}")
         process.start()
         log.info("worker %d started (pid %s)", index, process.pid)
-        return process
+        return _Worker(process, time.monotonic())
 
     def stop(_signum: int, _frame: object) -> None:
         stopping.set()
-        for process in processes:
-            if process.is_alive():
-                process.terminate()  # SIGTERM: each worker shuts down as on Ctrl-C
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.terminate()  # SIGTERM: each worker shuts down as on Ctrl-C
 
-    processes = [start(i) for i in range(count)]
+    workers = [start(i) for i in range(count)]
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while not stopping.wait(RESTART_PAUSE):
-        for index, process in enumerate(processes):
-            if not process.is_alive() and not stopping.is_set():
+    while not stopping.wait(CHECK_SECONDS):
+        for index, worker in enumerate(workers):
+            if worker.process.is_alive() or time.monotonic() < worker.restart_at:
+                continue
+            if worker.restart_at == 0.0:
+                worker.restart_at = time.monotonic() + worker.backoff()
                 log.error(
-                    "worker %d (pid %s) exited with code %s; starting another",
+                    "worker %d (pid %s) exited with code %s; starting another in %.0f s",
                     index,
-                    process.pid,
-                    process.exitcode,
+                    worker.process.pid,
+                    worker.process.exitcode,
+                    worker.restart_at - time.monotonic(),
                 )
-                processes[index] = start(index)
-    for process in processes:
-        process.join()
+                continue
+            replacement = start(index)
+            replacement.failures = worker.failures
+            workers[index] = replacement
+    for worker in workers:
+        worker.process.join()
     log.info("all workers stopped")
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    started: float
+    restart_at: float = 0.0  # when to replace it, once it has died
+    failures: int = 0  # deaths in a row soon after starting
+
+    def backoff(self) -> float:
+        """Seconds to wait before a replacement: longer while each dies soon after starting
+        (the database unreachable, say), so the log is not flooded."""
+        lived = time.monotonic() - self.started
+        self.failures = self.failures + 1 if lived < STEADY_SECONDS else 0
+        return min(MAX_BACKOFF, RESTART_PAUSE * 2.0**self.failures)

@@ -45,6 +45,8 @@ async def test_workers_share_the_load_and_one_that_dies_is_replaced(
     start_server: Callable[..., ServerProcess], database_url: str
 ) -> None:
     server = start_server(database_url, "--workers", "2")
+    # The API answers once one worker is up; the kernel spreads stations over those listening.
+    await eventually(lambda: asyncio.to_thread(server.log), lambda log: log.count("ready") == 2)
     async with contextlib.AsyncExitStack() as stack:
         # Held open: each connection stays with the worker the kernel gave it to.
         held = [await stack.enter_async_context(station16(server, f"CP-W{i}")) for i in range(16)]
@@ -64,16 +66,18 @@ async def test_workers_share_the_load_and_one_that_dies_is_replaced(
     assert {(t["active"], t["energyWh"]) for t in data["transactions"]} == {(False, "1000")}
 
     os.kill(pids.pop(), signal.SIGKILL)
-    await eventually(
-        lambda: asyncio.to_thread(server.log), lambda log: "starting another" in log, within=15
+    log = await eventually(
+        lambda: asyncio.to_thread(server.log),
+        lambda log: len(re.findall(r"worker \d started", log)) == 3,
+        within=15,
     )
+    assert re.search(r"exited with code -9; starting another in \d+ s", log)
     # The survivor takes over the dead worker's projections; every station is served still.
     await asyncio.gather(*(_charge(server, f"CP-AFTER{i}") for i in range(6)))
     data = await eventually(
         lambda: graphql(server, TRANSACTIONS), lambda d: len(d["transactions"]) == 12, within=30
     )
     assert server.stop() == 0
-    assert len(re.findall(r"worker \d started", server.log())) == 3
 
 
 async def test_a_second_server_on_the_same_ports_is_refused(
