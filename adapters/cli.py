@@ -114,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
         help="processes sharing the ports and the database (one event loop each)",
     )
     run.add_argument(
+        "--max-boot-backlog",
+        type=int,
+        default=defaults.max_boot_backlog,
+        help="commands waiting in a worker above which a booting station is answered Pending "
+        "and told to boot again in 20-60 s (0: always accept)",
+    )
+    run.add_argument(
         "--store",
         choices=["postgres", "memory"],
         default=defaults.store,

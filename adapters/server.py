@@ -25,6 +25,7 @@ from eventsourcing.utils import Environment
 from psycopg_pool import AsyncConnectionPool
 
 from adapters import routing, workers
+from adapters.admission import by_backlog
 from adapters.backend import ServerBackend
 from adapters.frames import FrameJournal
 from adapters.notifications import Notifications
@@ -83,6 +84,7 @@ class Settings:
     max_upload_bytes: int = 64 << 20
     frame_retention_days: int = 30
     workers: int = 1
+    max_boot_backlog: int = 1000
     store: str = "postgres"  # or "memory": events kept in this process only, for benchmarks
 
 
@@ -197,11 +199,12 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
     await pool.open()
     node = f"{socket.gethostname()}:{os.getpid()}"
     journal = FrameJournal(pool, settings.frame_retention_days)
+    admission = by_backlog(writer.backlog, settings.max_boot_backlog)
     gateway = OcppGateway(
         [
-            OcppV21(settings.heartbeat_interval),
-            OcppV201(settings.heartbeat_interval),
-            OcppV16(settings.heartbeat_interval),
+            OcppV21(settings.heartbeat_interval, admission),
+            OcppV201(settings.heartbeat_interval, admission),
+            OcppV16(settings.heartbeat_interval, admission),
         ],
         writer.submit,
         node=node,

@@ -57,6 +57,10 @@ class CommandWriter:
         self._queue.put(None)
         self._thread.join()
 
+    def backlog(self) -> int:
+        """Commands waiting for the writer (an estimate while it runs)."""
+        return self._queue.qsize()
+
     async def submit(self, command: Command[Any]) -> Any:
         """Runs the command; returns its result once its events are committed."""
         loop = asyncio.get_running_loop()

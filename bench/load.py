@@ -129,9 +129,10 @@ async def steady(plan: Plan, station: Station, started: float, index: int) -> No
     if not await station.connect():
         return
     try:
-        await station.boot()
-        await station.status("Available")
         deadline = started + plan.ramp + plan.duration
+        if not await station.boot(give_up_at=deadline):
+            return
+        await station.status("Available")
         pause = plan.pause
         await asyncio.sleep(random.random() * pause)  # no lock-step between stations
         while time.time() < deadline:
@@ -152,12 +153,12 @@ async def storm(plan: Plan, station: Station, started: float, index: int) -> Non
     if not await station.connect():
         return
     try:
-        if not await station.boot():
+        hold_until = started + plan.window + plan.hold
+        if not await station.boot(give_up_at=hold_until):
             return
         await station.status("Available")
         queued_at = datetime.now(UTC) - timedelta(minutes=30)
         await station.transaction(plan.meter_values, 0.0, queued_at)
-        hold_until = started + plan.window + plan.hold
         while time.time() + plan.heartbeat < hold_until:
             await asyncio.sleep(plan.heartbeat)
             await station.heartbeat()
@@ -174,6 +175,7 @@ class Totals:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     window_latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
     transactions: list[Ran] = field(default_factory=list)
     connected: dict[int, int] = field(default_factory=dict)  # by load process
     peak_connected: int = 0
@@ -186,6 +188,7 @@ class Totals:
             if in_window:
                 self.window_latencies.setdefault(kind, []).extend(values)
         self.errors.update(tally.errors)
+        self.notes.update(tally.notes)
         self.transactions.extend(tally.transactions)
         self.connected[shard] = tally.connected
         self.peak_connected = max(self.peak_connected, sum(self.connected.values()))
@@ -270,17 +273,19 @@ def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
     call_errors = sum(n for kind, n in totals.errors.items() if kind.startswith("CallError"))
     lines.append(f"errors          {sum(totals.errors.values())}")
     lines += [f"  {count:>9}  {kind}" for kind, count in totals.errors.most_common(12)]
+    lines += [f"{kind:<30}  {count}" for kind, count in sorted(totals.notes.items())]
     if totals.peak_rss:
         lines.append(f"server RSS      peak {totals.peak_rss / 2**20:.0f} MiB")
     lines.append("targets")
     if plan.scenario == "storm":
         boots = totals.latencies.get("boot", [])
         p99 = percentile(boots, 0.99)
-        ok = len(boots) == plan.stations and p99 < 2.0 and not timeouts and not call_errors
+        accepted = totals.notes["stations accepted"]
+        ok = accepted == plan.stations and p99 < 2.0 and not timeouts and not call_errors
         lines.append(
-            f"  {verdict(ok)}  storm: {len(boots)}/{plan.stations} boots answered within a "
-            f"{plan.window:.0f} s window, p99 {p99 * 1000:.0f} ms (< 2,000), "
-            f"{timeouts} timeouts, {call_errors} CallErrors"
+            f"  {verdict(ok)}  storm: {accepted}/{plan.stations} stations accepted (connecting "
+            f"within {plan.window:.0f} s), {len(boots)} boots answered, p99 {p99 * 1000:.0f} ms "
+            f"(< 2,000), {timeouts} timeouts, {call_errors} CallErrors"
             + ("" if plan.stations >= 20000 else "  [the target is 20,000 stations in 60 s]")
         )
         held = totals.peak_connected

@@ -40,6 +40,7 @@ class Tally:
 
     latencies: dict[str, list[float]] = field(default_factory=dict)  # by kind: boot/state/other
     errors: Counter[str] = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)  # answers worth counting, not errors
     connected: int = 0
     transactions: list[Ran] = field(default_factory=list)
 
@@ -48,8 +49,8 @@ class Tally:
 
     def take(self) -> Tally:
         """This tally's contents, leaving it empty but for the connection count."""
-        taken = Tally(self.latencies, self.errors, self.connected, self.transactions)
-        self.latencies, self.errors, self.transactions = {}, Counter(), []
+        taken = Tally(self.latencies, self.errors, self.notes, self.connected, self.transactions)
+        self.latencies, self.errors, self.notes, self.transactions = {}, Counter(), Counter(), []
         return taken
 
 
@@ -128,7 +129,24 @@ class Station:
             await self.ws.close()
             self.tally.connected -= 1
 
-    async def boot(self) -> bool:
+    async def boot(self, give_up_at: float) -> bool:
+        """Boots until accepted; a Pending answer is obeyed: boot again after its interval."""
+        while True:
+            answer = await self._boot_once()
+            status = None if answer is None else answer.get("status")
+            if status == "Accepted":
+                self.tally.notes["stations accepted"] += 1
+                return True
+            if status != "Pending":
+                return False
+            self.tally.notes["boots answered Pending, then retried"] += 1
+            retry_at = time.time() + float(answer["interval"]) if answer else 0.0
+            if retry_at > give_up_at:
+                self.tally.errors["boot still Pending at the end"] += 1
+                return False
+            await asyncio.sleep(retry_at - time.time())
+
+    async def _boot_once(self) -> dict[str, Any] | None:
         payload: dict[str, Any]
         if self.v16:
             payload = {"chargePointVendor": "Bench", "chargePointModel": "Sim-16"}
@@ -137,8 +155,7 @@ class Station:
                 "chargingStation": {"vendorName": "Bench", "model": "Sim-201"},
                 "reason": "PowerUp",
             }
-        answer = await self.call("BootNotification", payload)
-        return answer is not None and answer.get("status") == "Accepted"
+        return await self.call("BootNotification", payload)
 
     async def status(self, status: str) -> None:
         if self.v16:

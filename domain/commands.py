@@ -21,6 +21,7 @@ from domain.unit_of_work import UnitOfWork
 R_co = TypeVar("R_co", covariant=True)
 
 ACCEPTED = "Accepted"
+PENDING = "Pending"
 
 
 class Command(Protocol[R_co]):
@@ -70,8 +71,12 @@ class RecordBoot:
     details: dict[str, Any]
     heartbeat_interval: int
     received_at: datetime
+    # Set when the CSMS is too busy to take the station now: it is told to boot again then.
+    retry_after: int | None = None
 
     def execute(self, uow: UnitOfWork) -> BootResult:
+        status = ACCEPTED if self.retry_after is None else PENDING
+        interval = self.heartbeat_interval if self.retry_after is None else self.retry_after
         uow.station(self.station_id).trigger_event(
             ChargingStation.Booted,
             vendor=self.vendor,
@@ -80,11 +85,11 @@ class RecordBoot:
             firmware_version=self.firmware_version,
             reason=self.reason,
             details=self.details,
-            registration_status=ACCEPTED,
-            heartbeat_interval=self.heartbeat_interval,
+            registration_status=status,
+            heartbeat_interval=interval,
             timestamp=self.received_at,
         )
-        return BootResult(ACCEPTED, self.heartbeat_interval)
+        return BootResult(status, interval)
 
 
 @dataclass(frozen=True)

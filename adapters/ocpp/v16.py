@@ -11,6 +11,7 @@ from typing import Any
 
 from ocpp.v16.enums import Action
 
+from adapters.admission import Admission, admit_all
 from adapters.ocpp.certificates import refuse_signing
 from adapters.ocpp.common import CommonMessages, boot_answer
 from adapters.ocpp.operations import ENCODERS_16
@@ -68,8 +69,9 @@ class OcppV16(Dispatcher, CommonMessages):
     known_actions = frozenset(action.value for action in Action)
     encoders = ENCODERS_16
 
-    def __init__(self, heartbeat_interval: int = 300) -> None:
+    def __init__(self, heartbeat_interval: int = 300, admission: Admission = admit_all) -> None:
         self.heartbeat_interval = heartbeat_interval
+        self.admission = admission
 
     async def boot_notification(self, inbound: Inbound, submit: Submit) -> dict[str, Any]:
         p = inbound.call.payload
@@ -84,6 +86,7 @@ class OcppV16(Dispatcher, CommonMessages):
                 details=p,
                 heartbeat_interval=self.heartbeat_interval,
                 received_at=inbound.received_at,
+                retry_after=self.admission(),
             )
         )
         return boot_answer(result)

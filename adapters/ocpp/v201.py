@@ -13,6 +13,7 @@ from typing import Any
 from eventsourcing.domain import Aggregate
 from ocpp.v201.enums import Action
 
+from adapters.admission import Admission, admit_all
 from adapters.ocpp.certificates import (
     EV_CONTRACT,
     OCSP_STATUS,
@@ -167,8 +168,9 @@ class OcppV201(Dispatcher, CommonMessages):
     encoders = ENCODERS_2X
     charging_needs_answer = "Rejected"  # no smart charging yet: no schedule will follow
 
-    def __init__(self, heartbeat_interval: int = 300) -> None:
+    def __init__(self, heartbeat_interval: int = 300, admission: Admission = admit_all) -> None:
         self.heartbeat_interval = heartbeat_interval
+        self.admission = admission
 
     async def _report(
         self, inbound: Inbound, submit: Submit, fact: type[Aggregate.Event], **fields: Any
@@ -193,6 +195,7 @@ class OcppV201(Dispatcher, CommonMessages):
                 details=p,
                 heartbeat_interval=self.heartbeat_interval,
                 received_at=inbound.received_at,
+                retry_after=self.admission(),
             )
         )
         return boot_answer(result)
