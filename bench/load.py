@@ -204,7 +204,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(plan: Plan, server_pids: list[int]) -> Totals:
+def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = None) -> Totals:
     """Runs the load in --processes processes, printing progress each second."""
     context = multiprocessing.get_context("spawn")
     reports = context.Queue()
@@ -229,6 +229,8 @@ def run(plan: Plan, server_pids: list[int]) -> Totals:
             continue
         now = time.time()
         totals.add(shard, tally, window[0] <= now - REPORT_SECONDS / 2 <= window[1])
+        if probe is not None:
+            probe.offer(tally.transactions)
         finished += done
         if now - last_print >= 1.0:
             server_rss = rss.total(rss.listeners(port) + server_pids)
@@ -324,12 +326,18 @@ def main(argv: list[str] | None = None) -> None:
         timeout=args.timeout,
         prefix=args.prefix or f"B{int(time.time()) % 1000000:06d}",
     )
+    probe = readside.LagProbe(args.graphql, args.token) if args.graphql else None
+    if probe is not None:
+        probe.start()
     began = time.time()
-    totals = run(plan, args.server_pid)
+    totals = run(plan, args.server_pid, probe)
     elapsed = time.time() - began
     lines = report(plan, totals, elapsed)
-    if args.graphql:
-        lines += asyncio.run(readside.check(args.graphql, args.token, totals.transactions))
+    if probe is not None:
+        probe.stop()
+        lines += asyncio.run(
+            readside.check(args.graphql, args.token, totals.transactions, probe.lags)
+        )
     print("\n".join(lines))
 
 

@@ -32,6 +32,7 @@ class Ran:
     station_id: str
     transaction_id: str | None  # None: a 1.6 start that was not answered
     energy_wh: int
+    ended_at: float  # when the station had the answer to its last message (time.time())
 
 
 @dataclass
@@ -187,7 +188,8 @@ class Station:
             await self._meter(tx, at, offline)
         at = at + step if offline else datetime.now(UTC)
         await self._stop(tx, at, offline)
-        self.tally.transactions.append(Ran(self.station_id, tx, self.meter_wh - start_wh))
+        ran = Ran(self.station_id, tx, self.meter_wh - start_wh, time.time())
+        self.tally.transactions.append(ran)
 
     def _sample(self, at: datetime, context: str | None = None) -> dict[str, Any]:
         value: dict[str, Any] = {
