@@ -128,6 +128,10 @@ def tune_garbage_collection() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 class PortInUse(Exception):
     pass
 
@@ -138,7 +142,7 @@ def _ensure_free(host: str, port: int) -> None:
     Workers share their ports (SO_REUSEPORT), which would also let a second server started by
     mistake share them silently; a plain bind first refuses that.
     """
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+    with socket.socket(_family(host)) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # closed connections pass
         try:
             probe.bind((host, port))
@@ -176,7 +180,7 @@ def open_application(settings: Settings, database_url: str) -> CSMS:
 
 def _http_socket(settings: Settings) -> socket.socket:
     """The API's listening socket, shared by every worker process."""
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.http_host else socket.AF_INET)
+    sock = socket.socket(_family(settings.http_host))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if settings.workers > 1:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

@@ -180,7 +180,6 @@ class Totals:
     connected: dict[int, int] = field(default_factory=dict)  # by load process
     peak_connected: int = 0
     peak_rss: int = 0
-    window_seconds: float = 0.0
 
     def add(self, shard: int, tally: Tally, in_window: bool) -> None:
         for kind, values in tally.latencies.items():
@@ -218,7 +217,7 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
     port = urlsplit(plan.url).port or 80
     # The steady figures are taken once every station is connected, until the end.
     window = (started + plan.ramp, started + plan.ramp + plan.duration)
-    totals = Totals(window_seconds=plan.duration)
+    totals = Totals()
     finished, last_print, last_answered = 0, time.time(), 0
     while finished < plan.processes:
         try:
@@ -298,7 +297,7 @@ def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
         )
     else:
         state = totals.window_latencies.get("state", [])
-        rate = len(state) / totals.window_seconds
+        rate = len(state) / plan.duration
         p99 = percentile(state, 0.99)
         ok = rate >= 3000 and p99 < 0.1
         lines.append(

@@ -40,6 +40,16 @@ def _post(url: str, token: str | None, query: str) -> dict[str, Any]:
     return answer
 
 
+def _fetch(url: str, token: str | None, station_ids: list[str]) -> dict[str, Any]:
+    """The stations' transactions as the read side shows them, by station/transaction id."""
+    data = _post(url, token, _query(station_ids))["data"]
+    return {
+        f"{station_id}/{row['transactionId']}": row
+        for i, station_id in enumerate(station_ids)
+        for row in data[f"s{i}"]
+    }
+
+
 async def _shown(url: str, token: str | None, station_ids: list[str]) -> dict[str, Any]:
     """Each station's transactions as the read side shows them, by transaction id."""
     shown: dict[str, Any] = {}
@@ -47,10 +57,7 @@ async def _shown(url: str, token: str | None, station_ids: list[str]) -> dict[st
 
     async def fetch(batch: list[str]) -> None:
         async with gate:
-            data = (await asyncio.to_thread(_post, url, token, _query(batch)))["data"]
-        for i, station_id in enumerate(batch):
-            for row in data[f"s{i}"]:
-                shown[f"{station_id}/{row['transactionId']}"] = row
+            shown.update(await asyncio.to_thread(_fetch, url, token, batch))
 
     batches = [station_ids[i : i + BATCH] for i in range(0, len(station_ids), BATCH)]
     await asyncio.gather(*(fetch(batch) for batch in batches))
@@ -132,8 +139,8 @@ class LagProbe(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping.is_set():
+            self._offered.clear()  # what was offered while measuring or pausing is too old
             self._offered.wait()
-            self._offered.clear()
             latest = self._latest
             if latest is None or self._stopping.is_set():
                 continue
@@ -142,9 +149,7 @@ class LagProbe(threading.Thread):
 
     def _measure(self, tx: Ran) -> None:
         while time.time() - tx.ended_at < CATCH_UP_SECONDS and not self._stopping.is_set():
-            data = _post(self._url, self._token, _query([tx.station_id]))["data"]
-            shown = {f"{tx.station_id}/{row['transactionId']}": row for row in data["s0"]}
-            if not _problems([tx], shown):
+            if not _problems([tx], _fetch(self._url, self._token, [tx.station_id])):
                 self.lags.append(time.time() - tx.ended_at)
                 return
             time.sleep(LAG_POLL_SECONDS)

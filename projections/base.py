@@ -139,7 +139,7 @@ class _CursorPerStatement:
             self._last = self._connection.cursor()
             self._last.execute(query, params, **options)
             return self
-        if query is not self._run_sql and query != self._run_sql:
+        if query != self._run_sql:
             self.flush()
             self._run_sql = query
         self._run.append(params)
