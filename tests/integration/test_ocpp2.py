@@ -354,9 +354,14 @@ async def test_a_device_model_reported_in_parts_is_kept_and_queryable(
         events = {"generatedAt": T, "seqNo": 0, "eventData": [CONNECTOR_OCCUPIED, later]}
         assert (await station.call("NotifyEvent", events))[0] == 3
 
+    # Variables and connectors come from two projections, each at its own pace.
     data = await eventually(
         lambda: graphql(shared_server, VARIABLES_QUERY, id=station_id),
-        lambda d: d["station"] is not None and len(d["station"]["variables"]) == 5,
+        lambda d: (
+            d["station"] is not None
+            and len(d["station"]["variables"]) == 5
+            and bool(d["station"]["connectors"])
+        ),
     )
     station_view = data["station"]
     values = {(v["component"], v["variable"]): v["value"] for v in station_view["variables"]}
