@@ -52,7 +52,7 @@ class SqlView(PostgresTrackingRecorder):
                     pipelined.execute(sql, params)
                 if self._batch_tracking is not None:
                     self._insert_tracking(pipelined, self._batch_tracking)
-                statements.flush()
+                statements.flush_all()
             finally:
                 self._batch, self._batch_tracking, self._deferred = None, None, {}
 
@@ -99,6 +99,18 @@ class SqlView(PostgresTrackingRecorder):
             cursor.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(self.search_path)))
 
 
+def append(cursor: Cursor[Any], sql: str, params: Any) -> None:
+    """Inserts a row into a table the projection only inserts into and reads with SELECT.
+
+    Inside a batch, the rows of one statement are sent together before the next SELECT (and
+    at the end), so many events cost one `executemany` per such table, whatever came between.
+    """
+    if isinstance(cursor, _CursorPerStatement):
+        cursor.append(sql, params)
+    else:
+        cursor.execute(sql, params)
+
+
 class Kept(OrderedDict[Any, Any]):
     """A dict that forgets its least recently used entries beyond `size`."""
 
@@ -124,7 +136,8 @@ class _CursorPerStatement:
     In a pipeline, a cursor that ran several statements fetches the first of their results, not
     the last; with one cursor per statement, a read always gets its own statement's rows.
     Consecutive executions of the same SQL are sent together (`executemany`), in order, before
-    anything else, so the effect is that of running them one by one.
+    anything else, so the effect is that of running them one by one. Appended rows wait for
+    the next read (a SELECT, or any statement not given as text) or the end.
     """
 
     def __init__(self, connection: Connection[Any]) -> None:
@@ -132,10 +145,14 @@ class _CursorPerStatement:
         self._last: Cursor[Any] | None = None
         self._run_sql: Any = None
         self._run: list[Any] = []
+        self._appended: dict[str, list[Any]] = {}
+
+    def append(self, query: str, params: Any) -> None:
+        self._appended.setdefault(query, []).append(params)
 
     def execute(self, query: Any, params: Any = None, **options: Any) -> _CursorPerStatement:
-        if options or not isinstance(query, str):
-            self.flush()
+        if options or not isinstance(query, str) or _is_read(query):
+            self.flush_all()
             self._last = self._connection.cursor()
             self._last.execute(query, params, **options)
             return self
@@ -149,6 +166,13 @@ class _CursorPerStatement:
         self.flush()
         self._last = self._connection.cursor()
         self._last.executemany(query, params_seq, **options)
+
+    def flush_all(self) -> None:
+        """Sends the run of statements held back, then the appended rows."""
+        self.flush()
+        appended, self._appended = self._appended, {}
+        for query, rows in appended.items():
+            self._connection.cursor().executemany(query, rows)
 
     def flush(self) -> None:
         """Sends the run of statements held back."""
@@ -170,3 +194,7 @@ class _CursorPerStatement:
         self.flush()
         assert self._last is not None, "fetch before any statement"
         return self._last.fetchall()
+
+
+def _is_read(query: str) -> bool:
+    return query.lstrip()[:6].upper() == "SELECT"

@@ -10,6 +10,8 @@ same positions and a billing system's cursor stays valid.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -25,7 +27,7 @@ from domain.billing import Sample, deliver, price
 from domain.meter import energy_registers
 from domain.tariffs import Prices, Tariff
 from domain.transaction import Transaction
-from projections.base import SqlView
+from projections.base import SqlView, append
 from projections.reports import keep_and_summarize
 
 FEED_COLUMNS = """feed_position, session_id, version, reason, priced_at, station_id,
@@ -107,108 +109,151 @@ _COST = (
 )  # fmt: skip
 _CONTENT = _DELIVERY + _COST
 
-_TARIFF_IN_FORCE = """
-SELECT * FROM billing_tariffs
-WHERE valid_from <= %(at)s AND (valid_to IS NULL OR %(at)s < valid_to)
-    AND effective_from <= %(at)s
-    AND (station_ids IS NULL OR %(station)s = ANY(station_ids))
-ORDER BY station_ids IS NULL, effective_from DESC, valid_from DESC, tariff_id
-LIMIT 1"""
-
 
 def _samples(readings: Iterable[Mapping[str, Any]]) -> list[tuple[Any, Decimal]]:
     return [(at, wh) for at, _, wh in energy_registers(readings)]
 
 
-class _Pricing:
-    """The work of one event on one session, inside the projection's transaction."""
+# The columns of billing_transactions that events change, all written at once, so that the
+# updates of consecutive events are one statement sent many times.
+_SESSION_FIELDS = (
+    "evse_id", "connector_id", "id_token", "token_type", "started_at", "stopped_at",
+    "stop_reason",
+)  # fmt: skip
+_UPDATE_SESSION = (
+    "UPDATE billing_transactions SET "
+    + ", ".join(f"{name} = %({name})s" for name in _SESSION_FIELDS)
+    + " WHERE session_id = %(session_id)s"
+)
+_INSERT_SAMPLE = "INSERT INTO billing_samples (session_id, at, wh) VALUES (%s, %s, %s)"
+_NEW_VERSION = (
+    f"INSERT INTO charging_sessions ({FEED_COLUMNS}) VALUES ("
+    + ", ".join(f"%({name.strip()})s" for name in FEED_COLUMNS.split(","))
+    + ")"
+)
 
-    def __init__(self, cursor: Cursor[Any], session_id: UUID, kept: MutableMapping[Any, Any]):
+
+@dataclass
+class _Session:
+    """What pricing a session needs, as its tables hold it."""
+
+    row: dict[str, Any]  # its billing_transactions row
+    samples: list[Sample]
+    latest: dict[str, Any] | None  # its latest version in charging_sessions
+
+    @property
+    def ended(self) -> bool:
+        return None not in (self.row["started_at"], self.row["stopped_at"])
+
+
+class _Ledger:
+    """The work of one event, inside the projection's transaction.
+
+    Sessions and tariffs are kept in memory once read or written, so an event costs writes
+    only. Every write goes to the tables at once (nothing is deferred), so whatever memory
+    forgets can be read back from them, even in the middle of a batch.
+    """
+
+    def __init__(self, cursor: Cursor[Any], kept: MutableMapping[Any, Any]) -> None:
         self.cursor = cursor
-        self.session_id = session_id
-        # Whether the session has both a start and an end, when known without reading its row:
-        # most events belong to sessions still running, which need no pricing.
         self._kept = kept
-        self._ended_key = ("ended", session_id)
 
-    def add_samples(self, samples: Iterable[tuple[Any, Decimal | int | None]]) -> None:
-        rows = [(self.session_id, at, wh) for at, wh in samples if wh is not None and at]
-        if rows:
-            self.cursor.executemany(
-                "INSERT INTO billing_samples (session_id, at, wh) VALUES (%s, %s, %s)", rows
-            )
+    def open(self, session_id: UUID, **columns: Any) -> _Session:
+        row = {"session_id": session_id, **dict.fromkeys(_SESSION_FIELDS), **columns}
+        names = ", ".join(row)
+        values = ", ".join(f"%({name})s" for name in row)
+        self.cursor.execute(f"INSERT INTO billing_transactions ({names}) VALUES ({values})", row)
+        session = _Session(row, [], None)
+        self._kept[("session", session_id)] = session
+        return session
 
-    def update(self, **columns: Any) -> None:
-        assignments = ", ".join(f"{name} = %({name})s" for name in columns)
-        self.cursor.execute(
-            f"UPDATE billing_transactions SET {assignments} WHERE session_id = %(id)s",
-            {**columns, "id": self.session_id},
-        )
-        if "started_at" in columns and "stopped_at" in columns:
-            ended = columns["started_at"] is not None and columns["stopped_at"] is not None
-            self._kept[self._ended_key] = ended
-        elif "started_at" in columns or "stopped_at" in columns:
-            self._kept.pop(self._ended_key, None)  # known again at the next read
+    def session(self, session_id: UUID) -> _Session | None:
+        key = ("session", session_id)
+        session: _Session | None = self._kept.get(key)
+        if session is None:
+            session = self._read_session(session_id)
+            if session is not None:
+                self._kept[key] = session
+        return session
 
-    def created(self) -> None:
-        self._kept.pop(self._ended_key, None)
-
-    def reprice(self, position: int, at: Any, late_reason: str) -> None:
-        """Adds a version if the session has ended and what it says has changed."""
-        if self._kept.get(self._ended_key) is False:
+    def update(self, session: _Session, **columns: Any) -> None:
+        if all(session.row[name] == value for name, value in columns.items()):
             return
-        session = self._one("SELECT * FROM billing_transactions WHERE session_id = %s")
-        ended = session is not None and None not in (session["started_at"], session["stopped_at"])
-        self._kept[self._ended_key] = ended
-        if session is None or not ended:
+        session.row.update(columns)
+        self.cursor.execute(_UPDATE_SESSION, session.row)
+
+    def add_samples(
+        self, session: _Session, samples: Iterable[tuple[Any, Decimal | int | None]]
+    ) -> None:
+        for at, wh in samples:
+            if wh is None or not at:
+                continue
+            session.samples.append(Sample(at, Decimal(wh)))
+            append(self.cursor, _INSERT_SAMPLE, (session.row["session_id"], at, wh))
+
+    def reprice(self, session: _Session, position: int, at: Any, late_reason: str) -> None:
+        """Adds a version if the session has ended and what it says has changed."""
+        if not session.ended:
             return
         row = self._priced(session)
-        latest = self._one(
-            "SELECT * FROM charging_sessions WHERE session_id = %s ORDER BY version DESC LIMIT 1"
-        )
+        latest = session.latest
         if latest is not None and all(latest[c] == row[c] for c in _CONTENT):
             return
         row |= {
-            "session_id": self.session_id,
+            "session_id": session.row["session_id"],
             "version": 1 if latest is None else latest["version"] + 1,
             "feed_position": position,
             "reason": "ended" if latest is None else late_reason,
             "priced_at": at,
         }
-        names = ", ".join(row)
-        values = ", ".join(f"%({name})s" for name in row)
-        self.cursor.execute(f"INSERT INTO charging_sessions ({names}) VALUES ({values})", row)
+        append(self.cursor, _NEW_VERSION, row)
+        session.latest = row
 
-    def _one(self, sql: str) -> dict[str, Any] | None:
-        self.cursor.execute(sql, (self.session_id,))
+    def tariffs(self) -> list[dict[str, Any]]:
+        """Every version of every tariff, read once."""
+        tariffs: list[dict[str, Any]] | None = self._kept.get("tariffs")
+        if tariffs is None:
+            self.cursor.execute("SELECT * FROM billing_tariffs")
+            tariffs = self._kept["tariffs"] = list(self.cursor.fetchall())
+        return tariffs
+
+    def tariffs_if_read(self) -> list[dict[str, Any]] | None:
+        """The tariffs in memory, to be changed with the table; None if not read yet."""
+        found: list[dict[str, Any]] | None = self._kept.get("tariffs")
+        return found
+
+    def _read_session(self, session_id: UUID) -> _Session | None:
+        row = self._one("SELECT * FROM billing_transactions WHERE session_id = %s", session_id)
+        if row is None:
+            return None
+        self.cursor.execute(
+            "SELECT at, wh FROM billing_samples WHERE session_id = %s", (session_id,)
+        )
+        samples = [Sample(found["at"], found["wh"]) for found in self.cursor.fetchall()]
+        latest = self._one(
+            "SELECT * FROM charging_sessions WHERE session_id = %s ORDER BY version DESC LIMIT 1",
+            session_id,
+        )
+        return _Session(row, samples, latest)
+
+    def _one(self, sql: str, session_id: UUID) -> dict[str, Any] | None:
+        self.cursor.execute(sql, (session_id,))
         found: dict[str, Any] | None = self.cursor.fetchone()
         return found
 
-    def _priced(self, session: dict[str, Any]) -> dict[str, Any]:
-        self.cursor.execute(
-            "SELECT at, wh FROM billing_samples WHERE session_id = %s", (self.session_id,)
-        )
-        samples = [Sample(row["at"], row["wh"]) for row in self.cursor.fetchall()]
-        delivery = deliver(samples, session["started_at"], session["stopped_at"])
+    def _priced(self, session: _Session) -> dict[str, Any]:
+        fields = session.row
+        delivery = deliver(session.samples, fields["started_at"], fields["stopped_at"])
         row: dict[str, Any] = {
-            "station_id": session["station_id"],
-            "transaction_id": session["transaction_key"],
-            "evse_id": session["evse_id"],
-            "connector_id": session["connector_id"],
-            "id_token": session["id_token"],
-            "token_type": session["token_type"],
-            "started_at": session["started_at"],
-            "stopped_at": session["stopped_at"],
-            "stop_reason": session["stop_reason"],
+            "station_id": fields["station_id"],
+            "transaction_id": fields["transaction_key"],
+            **{name: fields[name] for name in _SESSION_FIELDS},
             "energy_wh": delivery.energy_wh,
             "duration_seconds": delivery.charging_seconds + delivery.idle_seconds,
             "charging_seconds": delivery.charging_seconds,
             "idle_seconds": delivery.idle_seconds,
         }
-        self.cursor.execute(
-            _TARIFF_IN_FORCE, {"at": session["started_at"], "station": session["station_id"]}
-        )
-        tariff = self.cursor.fetchone()
+        tariff = _in_force(self.tariffs(), fields["started_at"], fields["station_id"])
         if tariff is None:
             return row | dict.fromkeys(_COST) | {"tariff_name": None}
         cost = price(delivery, Prices.from_record(tariff["prices"]), tariff["currency"])
@@ -228,8 +273,24 @@ class _Pricing:
         }
 
 
-def _prices_json(prices: Mapping[str, Decimal]) -> Jsonb:
-    return Jsonb({name: str(value) for name, value in prices.items()})
+def _in_force(tariffs: Iterable[dict[str, Any]], at: datetime, station: str) -> Any:
+    """The tariff version that prices a session started then at that station.
+
+    A tariff for named stations wins over one for every station; then the latest
+    effective version, the latest validity, and the smallest id.
+    """
+    candidates = [
+        t
+        for t in tariffs
+        if t["valid_from"] <= at
+        and (t["valid_to"] is None or at < t["valid_to"])
+        and t["effective_from"] <= at
+        and (t["station_ids"] is None or station in t["station_ids"])
+    ]
+    candidates.sort(key=lambda t: t["tariff_id"])
+    candidates.sort(key=lambda t: (t["effective_from"], t["valid_from"]), reverse=True)
+    candidates.sort(key=lambda t: t["station_ids"] is None)
+    return candidates[0] if candidates else None
 
 
 class BillingProjection(Projection[BillingView]):
@@ -252,100 +313,109 @@ class BillingProjection(Projection[BillingView]):
     def process_event(self, event: Any, tracking: Tracking) -> None:
         self.view.record(tracking, [])
 
+    def _ledger(self, cursor: Cursor[Any]) -> _Ledger:
+        return _Ledger(cursor, self.view.kept)
+
     @process_event.register
     def _(self, event: Tariff.Created, tracking: Tracking) -> None:
-        sql = """INSERT INTO billing_tariffs (tariff_id, version, name, currency, prices,
-            station_ids, valid_from, valid_to, effective_from, changed_by, changed_at)
-            VALUES (%(id)s, %(version)s, %(name)s, %(currency)s, %(prices)s, %(stations)s,
-                %(valid_from)s, %(valid_to)s, %(valid_from)s, %(by)s, %(at)s)"""
-        params = {
-            "id": event.originator_id,
+        row = {
+            "tariff_id": event.originator_id,
             "version": event.originator_version,
             "name": event.name,
             "currency": event.currency,
-            "prices": _prices_json(event.prices),
-            "stations": event.station_ids,
+            "prices": {name: str(value) for name, value in event.prices.items()},
+            "station_ids": event.station_ids,
             "valid_from": event.valid_from,
             "valid_to": event.valid_to,
-            "by": event.created_by,
-            "at": event.timestamp,
+            "effective_from": event.valid_from,
+            "changed_by": event.created_by,
+            "changed_at": event.timestamp,
         }
-        self.view.record(tracking, [(sql, params)])
+        self.view.record_with(
+            tracking, lambda cursor: _insert_tariff_version(self._ledger(cursor), row)
+        )
 
     @process_event.register
     def _(self, event: Tariff.PricesChanged, tracking: Tracking) -> None:
-        sql = """INSERT INTO billing_tariffs (tariff_id, version, name, currency, prices,
-            station_ids, valid_from, valid_to, effective_from, changed_by, changed_at)
-            SELECT tariff_id, %(version)s, name, currency, %(prices)s, station_ids, valid_from,
-                valid_to, %(effective)s, %(by)s, %(at)s
-            FROM billing_tariffs WHERE tariff_id = %(id)s ORDER BY version DESC LIMIT 1"""
-        params = {
-            "id": event.originator_id,
-            "version": event.originator_version,
-            "prices": _prices_json(event.prices),
-            "effective": event.effective_from,
-            "by": event.by,
-            "at": event.timestamp,
-        }
-        self.view.record(tracking, [(sql, params)])
+        def work(cursor: Cursor[Any]) -> None:
+            ledger = self._ledger(cursor)
+            versions = [t for t in ledger.tariffs() if t["tariff_id"] == event.originator_id]
+            if not versions:
+                return
+            row = max(versions, key=lambda t: t["version"]) | {
+                "version": event.originator_version,
+                "prices": {name: str(value) for name, value in event.prices.items()},
+                "effective_from": event.effective_from,
+                "changed_by": event.by,
+                "changed_at": event.timestamp,
+            }
+            _insert_tariff_version(ledger, row)
+
+        self.view.record_with(tracking, work)
 
     @process_event.register
     def _(self, event: Tariff.Ended, tracking: Tracking) -> None:
-        sql = "UPDATE billing_tariffs SET valid_to = %(to)s WHERE tariff_id = %(id)s"
-        self.view.record(tracking, [(sql, {"id": event.originator_id, "to": event.valid_to})])
+        def work(cursor: Cursor[Any]) -> None:
+            cursor.execute(
+                "UPDATE billing_tariffs SET valid_to = %(to)s WHERE tariff_id = %(id)s",
+                {"id": event.originator_id, "to": event.valid_to},
+            )
+            for tariff in self._ledger(cursor).tariffs_if_read() or ():
+                if tariff["tariff_id"] == event.originator_id:
+                    tariff["valid_to"] = event.valid_to
+
+        self.view.record_with(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.Started, tracking: Tracking) -> None:
         def work(cursor: Cursor[Any]) -> None:
-            cursor.execute(
-                "INSERT INTO billing_transactions (session_id, station_id, transaction_key, "
-                "evse_id, connector_id, id_token, started_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (
-                    event.originator_id,
-                    event.station_id,
-                    event.transaction_key,
-                    event.evse_id,
-                    event.connector_id,
-                    event.id_token,
-                    event.started_at,
-                ),
+            ledger = self._ledger(cursor)
+            session = ledger.open(
+                event.originator_id,
+                station_id=event.station_id,
+                transaction_key=event.transaction_key,
+                evse_id=event.evse_id,
+                connector_id=event.connector_id,
+                id_token=event.id_token,
+                started_at=event.started_at,
             )
-            pricing = _Pricing(cursor, event.originator_id, self.view.kept)
-            pricing.created()
-            pricing.add_samples([(event.started_at, event.meter_start_wh)])
+            ledger.add_samples(session, [(event.started_at, event.meter_start_wh)])
 
         self.view.record_with(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.Opened, tracking: Tracking) -> None:
-        sql = (
-            "INSERT INTO billing_transactions (session_id, station_id, transaction_key) "
-            "VALUES (%s, %s, %s)"
-        )
-        params = (event.originator_id, event.station_id, event.transaction_key)
-
         def work(cursor: Cursor[Any]) -> None:
-            cursor.execute(sql, params)
-            _Pricing(cursor, event.originator_id, self.view.kept).created()
+            self._ledger(cursor).open(
+                event.originator_id,
+                station_id=event.station_id,
+                transaction_key=event.transaction_key,
+            )
 
         self.view.record_with(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.MeterValuesAdded, tracking: Tracking) -> None:
         def work(cursor: Cursor[Any]) -> None:
-            pricing = _Pricing(cursor, event.originator_id, self.view.kept)
-            pricing.add_samples(_samples(event.readings))
-            pricing.reprice(tracking.notification_id, event.timestamp, "meter values came late")
+            ledger = self._ledger(cursor)
+            if (session := ledger.session(event.originator_id)) is None:
+                return
+            ledger.add_samples(session, _samples(event.readings))
+            ledger.reprice(
+                session, tracking.notification_id, event.timestamp, "meter values came late"
+            )
 
         self.view.record_with(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.Stopped, tracking: Tracking) -> None:
         def work(cursor: Cursor[Any]) -> None:
-            pricing = _Pricing(cursor, event.originator_id, self.view.kept)
-            pricing.update(stopped_at=event.stopped_at, stop_reason=event.reason)
-            pricing.add_samples([(event.stopped_at, event.meter_stop_wh)])
-            pricing.reprice(tracking.notification_id, event.timestamp, "stopped again")
+            ledger = self._ledger(cursor)
+            if (session := ledger.session(event.originator_id)) is None:
+                return
+            ledger.update(session, stopped_at=event.stopped_at, stop_reason=event.reason)
+            ledger.add_samples(session, [(event.stopped_at, event.meter_stop_wh)])
+            ledger.reprice(session, tracking.notification_id, event.timestamp, "stopped again")
 
         self.view.record_with(tracking, work)
 
@@ -355,18 +425,24 @@ class BillingProjection(Projection[BillingView]):
             summary = keep_and_summarize(
                 cursor, "billing_reports", "session_id", event, self.view.kept
             )
-            pricing = _Pricing(cursor, event.originator_id, self.view.kept)
-            pricing.update(
-                evse_id=summary.evse_id,
-                connector_id=summary.connector_id,
-                id_token=summary.id_token,
-                token_type=summary.token_type,
-                started_at=summary.started_at,
-                stopped_at=summary.stopped_at,
-                stop_reason=summary.stop_reason,
-            )
-            pricing.add_samples(_samples(event.readings))
+            ledger = self._ledger(cursor)
+            if (session := ledger.session(event.originator_id)) is None:
+                return
+            ledger.update(session, **{name: getattr(summary, name) for name in _SESSION_FIELDS})
+            ledger.add_samples(session, _samples(event.readings))
             late = f"event {event.seq_no} ({event.kind}) came after the end"
-            pricing.reprice(tracking.notification_id, event.timestamp, late)
+            ledger.reprice(session, tracking.notification_id, event.timestamp, late)
 
         self.view.record_with(tracking, work)
+
+
+_INSERT_TARIFF = """INSERT INTO billing_tariffs (tariff_id, version, name, currency, prices,
+    station_ids, valid_from, valid_to, effective_from, changed_by, changed_at)
+    VALUES (%(tariff_id)s, %(version)s, %(name)s, %(currency)s, %(prices)s, %(station_ids)s,
+        %(valid_from)s, %(valid_to)s, %(effective_from)s, %(changed_by)s, %(changed_at)s)"""
+
+
+def _insert_tariff_version(ledger: _Ledger, row: dict[str, Any]) -> None:
+    ledger.cursor.execute(_INSERT_TARIFF, row | {"prices": Jsonb(row["prices"])})
+    if (tariffs := ledger.tariffs_if_read()) is not None:
+        tariffs.append(row)

@@ -18,7 +18,7 @@ from eventsourcing.projection import Projection
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
-from projections.base import SqlView
+from projections.base import SqlView, append
 
 _BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
@@ -88,7 +88,10 @@ def _log(
             "VALUES (%s, %s, %s) ON CONFLICT (aggregate_id) DO NOTHING",
             (event.originator_id, station_id, transaction_id),
         )
-        kept.pop(event.originator_id, None)  # the row may be new: read it when next needed
+        if event.originator_version == 1:  # the aggregate is new, and so is its row
+            kept[event.originator_id] = (station_id, transaction_id)
+        else:  # the first event naming a station stands: read it when next needed
+            kept.pop(event.originator_id, None)
     else:
         if event.originator_id not in kept:
             cursor.execute(
@@ -102,7 +105,8 @@ def _log(
             )
         station_id, transaction_id = kept[event.originator_id]
     data = {k: plain(v) for k, v in vars(event).items() if k not in _BOOKKEEPING}
-    cursor.execute(
+    append(
+        cursor,
         "INSERT INTO event_log (position, aggregate_id, aggregate_type, version, event_type, "
         "recorded_at, station_id, transaction_id, data) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",

@@ -11,11 +11,11 @@ from typing import Any
 from uuid import UUID
 
 from psycopg import Cursor
-from psycopg.sql import SQL, Identifier
 from psycopg.types.json import Jsonb
 
 from domain.transaction import REPORT_FIELDS, Transaction
 from domain.transaction_events import ReportedEvent, Summary, summarize
+from projections.base import append
 
 
 def keep_and_summarize(
@@ -32,20 +32,18 @@ def keep_and_summarize(
     """
     reported = ReportedEvent.of({name: getattr(event, name) for name in REPORT_FIELDS})
     key: UUID = event.originator_id
-    names = {"table": Identifier(table), "key": Identifier(key_column)}
-    cursor.execute(
-        SQL(
-            "INSERT INTO {table} ({key}, seq_no, reported) VALUES (%s, %s, %s) "
-            "ON CONFLICT DO NOTHING"
-        ).format(**names),
+    # Table and column are our own constants, not input: formatted as text so that the
+    # batch can send the inserts of many events together.
+    append(
+        cursor,
+        f'INSERT INTO "{table}" ("{key_column}", seq_no, reported) VALUES (%s, %s, %s) '
+        "ON CONFLICT DO NOTHING",
         (key, event.seq_no, Jsonb(reported.to_record())),
     )
     memo = ("reports", table, key)
     reports: dict[int, ReportedEvent] | None = kept.get(memo)
     if reports is None:
-        cursor.execute(
-            SQL("SELECT seq_no, reported FROM {table} WHERE {key} = %s").format(**names), (key,)
-        )
+        cursor.execute(f'SELECT seq_no, reported FROM "{table}" WHERE "{key_column}" = %s', (key,))
         reports = {
             row["seq_no"]: ReportedEvent.from_record(row["reported"]) for row in cursor.fetchall()
         }
