@@ -40,21 +40,31 @@ class SqlView(PostgresTrackingRecorder):
         One commit for hundreds of events instead of one each: this is what lets the views
         keep up with the store. If one event fails, none of the batch is applied.
         """
+        try:
+            with self._pipelined_transaction() as pipelined:
+                self._batch = pipelined
+                try:
+                    yield
+                    for sql, params in self._deferred.values():
+                        pipelined.execute(sql, params)
+                    if self._batch_tracking is not None:
+                        self._insert_tracking(pipelined, self._batch_tracking)
+                finally:
+                    self._batch, self._batch_tracking, self._deferred = None, None, {}
+        except BaseException:
+            # The memory may hold what the rolled-back batch did: the tables are the truth.
+            self.kept.clear()
+            raise
+
+    @contextmanager
+    def _pipelined_transaction(self) -> Iterator[Cursor[Any]]:
         with self.datastore.transaction(commit=True) as cursor, cursor.connection.pipeline():
             # In a pipeline a statement waits for no answer; only a read waits, for its own.
             statements = _CursorPerStatement(cursor.connection)
             pipelined = cast(Cursor[Any], statements)
             self._begin(pipelined)
-            self._batch = pipelined
-            try:
-                yield
-                for sql, params in self._deferred.values():
-                    pipelined.execute(sql, params)
-                if self._batch_tracking is not None:
-                    self._insert_tracking(pipelined, self._batch_tracking)
-                statements.flush_all()
-            finally:
-                self._batch, self._batch_tracking, self._deferred = None, None, {}
+            yield pipelined
+            statements.flush_all()
 
     def defer(self, cursor: Cursor[Any], key: Any, sql: str, params: Any) -> None:
         """Runs the statement at the end of the batch, unless a later one of the same key
