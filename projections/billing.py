@@ -28,7 +28,7 @@ from domain.meter import energy_registers
 from domain.tariffs import Prices, Tariff
 from domain.transaction import Transaction
 from projections.base import SqlView, append
-from projections.reports import keep_and_summarize
+from projections.reports import keep_and_summarize, no_reports_yet
 
 FEED_COLUMNS = """feed_position, session_id, version, reason, priced_at, station_id,
     transaction_id, evse_id, connector_id, id_token, token_type, started_at, stopped_at,
@@ -391,6 +391,7 @@ class BillingProjection(Projection[BillingView]):
                 station_id=event.station_id,
                 transaction_key=event.transaction_key,
             )
+            no_reports_yet("billing_reports", event.originator_id, self.view.kept)
 
         self.view.record_with(tracking, work)
 

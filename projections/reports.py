@@ -18,6 +18,11 @@ from domain.transaction_events import ReportedEvent, Summary, summarize
 from projections.base import append
 
 
+def no_reports_yet(table: str, key: UUID, kept: MutableMapping[Any, Any]) -> None:
+    """Notes that a transaction just opened has no reports, so its first one reads none."""
+    kept[("reports", table, key)] = {}
+
+
 def keep_and_summarize(
     cursor: Cursor[Any],
     table: str,

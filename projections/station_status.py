@@ -8,6 +8,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
+from psycopg import Cursor
 
 from domain.ids import station_uuid
 from domain.remote import Operation, RemoteCommand
@@ -54,15 +55,19 @@ _REGISTER = """
 INSERT INTO station_status (station_uuid, station_id, registered_at, updated_at)
 VALUES (%(id)s, %(station_id)s, %(at)s, %(at)s)"""
 
+# One statement for the connector and its station's `updated_at`, the same for every status
+# change, so that a batch sends a run of them together.
 _UPSERT_CONNECTOR = """
-INSERT INTO connector_status (station_uuid, evse_id, connector_id, status, error_code, info,
-    vendor_error_code, reported_at, updated_at)
-VALUES (%(id)s, %(evse)s, %(connector)s, %(status)s, %(error)s, %(info)s, %(vendor_error)s,
-    %(reported)s, %(at)s)
-ON CONFLICT (station_uuid, evse_id, connector_id) DO UPDATE SET
-    status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
-    vendor_error_code = EXCLUDED.vendor_error_code, reported_at = EXCLUDED.reported_at,
-    updated_at = EXCLUDED.updated_at"""
+WITH connector AS (
+    INSERT INTO connector_status (station_uuid, evse_id, connector_id, status, error_code,
+        info, vendor_error_code, reported_at, updated_at)
+    VALUES (%(id)s, %(evse)s, %(connector)s, %(status)s, %(error)s, %(info)s,
+        %(vendor_error)s, %(reported)s, %(at)s)
+    ON CONFLICT (station_uuid, evse_id, connector_id) DO UPDATE SET
+        status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
+        vendor_error_code = EXCLUDED.vendor_error_code, reported_at = EXCLUDED.reported_at,
+        updated_at = EXCLUDED.updated_at)
+UPDATE station_status SET updated_at = %(at)s WHERE station_uuid = %(id)s"""
 
 
 def _update(columns: str, event: Any, **values: Any) -> Statement:
@@ -90,7 +95,14 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     def _record(self, tracking: Tracking, station: Any, statements: list[Statement]) -> None:
         """Applies the statements and tells listening nodes the station changed."""
-        self.view.record(tracking, [*statements, (_NOTIFY, {"id": station})])
+
+        def work(cursor: Cursor[Any]) -> None:
+            for sql, params in statements:
+                cursor.execute(sql, params)  # type: ignore[arg-type]
+            # Once per station and batch is enough: listeners read the row as committed.
+            self.view.defer(cursor, ("notify", station), _NOTIFY, {"id": station})
+
+        self.view.record_with(tracking, work)
 
     @singledispatchmethod
     def process_event(self, event: Any, tracking: Tracking) -> None:
@@ -177,7 +189,6 @@ class StationStatusProjection(Projection[StationStatusView]):
                         "at": event.timestamp,
                     },
                 ),
-                _update("", event),
             ],
         )
 

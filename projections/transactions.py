@@ -18,7 +18,7 @@ from psycopg import Cursor
 from domain.meter import last_energy_register_wh
 from domain.transaction import Transaction
 from projections.base import SqlView
-from projections.reports import keep_and_summarize
+from projections.reports import keep_and_summarize, no_reports_yet
 
 
 class TransactionsView(SqlView):
@@ -182,6 +182,7 @@ class TransactionsProjection(Projection[TransactionsView]):
 
     @process_event.register
     def _(self, event: Transaction.Opened, tracking: Tracking) -> None:
+        no_reports_yet("transaction_reports", event.originator_id, self.view.kept)
         self.view.record(
             tracking,
             [
