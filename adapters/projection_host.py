@@ -2,11 +2,17 @@
 
 A node runs a projection while it holds that projection's advisory lock; if the node dies, the
 lock goes with its connection and another node takes over where the tracking position says.
+
+The workers of one server share the projections out. A worker holds a shared "owner" lock on
+each of its share; a worker running a projection of another's share hands it back as soon as
+that owner is there, so a late start or a restarted worker does not leave one worker with all.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 import zlib
@@ -33,6 +39,19 @@ def lock_key(projection: ProjectionClass) -> int:
     return zlib.crc32(f"csms-projection:{projection.name}".encode())
 
 
+def _owner_key(projection: ProjectionClass) -> int:
+    return zlib.crc32(f"csms-projection-owner:{projection.name}".encode())
+
+
+def _owner_present(conn: psycopg.Connection[Any], projection: ProjectionClass) -> bool:
+    """Whether a worker whose share the projection is holds its owner lock."""
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_owner_key(projection),)).fetchone()
+    if row and row[0]:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_owner_key(projection),))
+        return False
+    return True
+
+
 class ProjectionHost:
     def __init__(
         self,
@@ -56,7 +75,7 @@ class ProjectionHost:
             mine = index % self._workers == self._worker
             thread = threading.Thread(
                 target=self._host,
-                args=(projection, view, 0.0 if mine else STANDBY_SECONDS),
+                args=(projection, view, mine),
                 name=f"projection-{projection.name}",
                 daemon=True,
             )
@@ -68,36 +87,55 @@ class ProjectionHost:
         for thread in self._threads:
             thread.join(timeout=10)
 
-    def _host(self, projection: ProjectionClass, view: type[SqlView], standby: float) -> None:
-        if self._stopping.wait(standby):
+    def _host(self, projection: ProjectionClass, view: type[SqlView], mine: bool) -> None:
+        if not mine and self._stopping.wait(STANDBY_SECONDS):
             return
         while not self._stopping.is_set():
             try:
-                self._lead(projection, view)
+                with contextlib.ExitStack() as owning:
+                    if mine:
+                        owner = owning.enter_context(
+                            psycopg.connect(self._database_url, autocommit=True)
+                        )
+                        owner.execute(
+                            "SELECT pg_advisory_lock_shared(%s)", (_owner_key(projection),)
+                        )
+                    while not self._stopping.is_set():
+                        self._lead(projection, view, mine)
+                        self._stopping.wait(RETRY_SECONDS)
             except Exception:
                 log.exception(
                     "projection %s stopped; restarting in %.0fs", projection.name, RETRY_SECONDS
                 )
-            self._stopping.wait(RETRY_SECONDS)
+                self._stopping.wait(RETRY_SECONDS)
 
-    def _lead(self, projection: ProjectionClass, view: type[SqlView]) -> None:
+    def _lead(self, projection: ProjectionClass, view: type[SqlView], mine: bool) -> None:
         with psycopg.connect(self._database_url, autocommit=True) as lock_conn:
+            if not mine and _owner_present(lock_conn, projection):
+                return  # its owner runs it, or is about to
             row = lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(projection),))
             acquired = row.fetchone()
             if not acquired or not acquired[0]:
                 return  # another node runs it; try again later
-            log.info("projection %s runs on this node", projection.name)
+            log.info("projection %s runs on this node (process %d)", projection.name, os.getpid())
             while not self._stopping.is_set():
                 if admin.rebuild_requested(lock_conn, projection):
                     log.info("projection %s: rebuilding from the first event", projection.name)
                     admin.reset(self._database_url, self._env, projection, view)
                     admin.rebuild_started(lock_conn, projection)
-                self._run(lock_conn, projection, view)
+                if not self._run(lock_conn, projection, view, mine):
+                    log.info("projection %s: handed back to its owner", projection.name)
+                    return
 
     def _run(
-        self, lock_conn: psycopg.Connection[Any], projection: ProjectionClass, view: type[SqlView]
-    ) -> None:
-        """Runs the projection until the node stops or someone asks for a rebuild."""
+        self,
+        lock_conn: psycopg.Connection[Any],
+        projection: ProjectionClass,
+        view: type[SqlView],
+        mine: bool,
+    ) -> bool:
+        """Runs the projection until the node stops or someone asks for a rebuild (True), or
+        until the worker whose share it is can take it (False)."""
         with BatchRunner(self._env, projection, view) as runner:
             checked = time.monotonic()
             while not self._stopping.is_set():
@@ -107,4 +145,7 @@ class ProjectionHost:
                     checked = time.monotonic()
                     # This query also fails if the lock's connection is gone.
                     if admin.rebuild_requested(lock_conn, projection):
-                        return
+                        return True
+                    if not mine and _owner_present(lock_conn, projection):
+                        return False
+        return True

@@ -196,7 +196,10 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
     writer.start()
     # The projections read the stored events; with several workers, each runs on one of them.
     projections = ProjectionHost(
-        database_url, env, PROJECTIONS if settings.store != "memory" else []
+        database_url,
+        env,
+        PROJECTIONS if settings.store != "memory" else [],
+        worker=(worker, settings.workers),
     )
     projections.start()
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)

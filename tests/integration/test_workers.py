@@ -18,6 +18,12 @@ STATIONS = "{ stations { id connected } }"
 TRANSACTIONS = "{ transactions(first: 1000) { stationId transactionId active energyWh } }"
 
 
+def _running_on(log: str) -> dict[str, int]:
+    """Each projection's process, as the last line about it says."""
+    found = re.findall(r"projection (\w+) runs on this node \(process (\d+)\)", log)
+    return {name: int(pid) for name, pid in found}
+
+
 def _nodes(database_url: str) -> set[str]:
     with psycopg.connect(database_url) as conn:
         rows = conn.execute("SELECT DISTINCT node FROM station_status WHERE connected").fetchall()
@@ -58,6 +64,10 @@ async def test_workers_share_the_load_and_one_that_dies_is_replaced(
         )
     pids = {int(node.rsplit(":", 1)[1]) for node in nodes}
     assert server.process is not None and server.process.pid not in pids
+    # Each worker runs its share of the projections.
+    await eventually(
+        lambda: asyncio.to_thread(server.log), lambda log: set(_running_on(log).values()) == pids
+    )
 
     await asyncio.gather(*(_charge(server, f"CP-TX{i}") for i in range(6)))
     data = await eventually(
@@ -77,6 +87,15 @@ async def test_workers_share_the_load_and_one_that_dies_is_replaced(
     data = await eventually(
         lambda: graphql(server, TRANSACTIONS), lambda d: len(d["transactions"]) == 12, within=30
     )
+    # The replacement gets its share of the projections back.
+    replacement = int(re.findall(r"worker \d started \(pid (\d+)\)", log)[-1])
+    log = await eventually(
+        lambda: asyncio.to_thread(server.log),
+        lambda log: replacement in _running_on(log).values(),
+        within=15,
+    )
+    assert "handed back to its owner" in log
+    assert len(set(_running_on(log).values())) == 2
     assert server.stop() == 0
 
 
