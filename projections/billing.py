@@ -125,12 +125,8 @@ _UPDATE_SESSION = (
     + ", ".join(f"{name} = %({name})s" for name in _SESSION_FIELDS)
     + " WHERE session_id = %(session_id)s"
 )
-_INSERT_SAMPLE = "INSERT INTO billing_samples (session_id, at, wh) VALUES (%s, %s, %s)"
-_NEW_VERSION = (
-    f"INSERT INTO charging_sessions ({FEED_COLUMNS}) VALUES ("
-    + ", ".join(f"%({name.strip()})s" for name in FEED_COLUMNS.split(","))
-    + ")"
-)
+_SAMPLE_COLUMNS = ("session_id", "at", "wh")
+_VERSION_COLUMNS = tuple(name.strip() for name in FEED_COLUMNS.split(","))
 
 
 @dataclass
@@ -189,7 +185,9 @@ class _Ledger:
             if wh is None or not at:
                 continue
             session.samples.append(Sample(at, Decimal(wh)))
-            append(self.cursor, _INSERT_SAMPLE, (session.row["session_id"], at, wh))
+            append(
+                self.cursor, "billing_samples", _SAMPLE_COLUMNS, (session.row["session_id"], at, wh)
+            )
 
     def reprice(self, session: _Session, position: int, at: Any, late_reason: str) -> None:
         """Adds a version if the session has ended and what it says has changed."""
@@ -206,7 +204,9 @@ class _Ledger:
             "reason": "ended" if latest is None else late_reason,
             "priced_at": at,
         }
-        append(self.cursor, _NEW_VERSION, row)
+        append(
+            self.cursor, "charging_sessions", _VERSION_COLUMNS, [row[c] for c in _VERSION_COLUMNS]
+        )
         session.latest = row
 
     def tariffs(self) -> list[dict[str, Any]]:

@@ -20,6 +20,11 @@ from psycopg.types.json import Jsonb
 
 from projections.base import SqlView, append
 
+_COLUMNS = (
+    "position", "aggregate_id", "aggregate_type", "version", "event_type", "recorded_at",
+    "station_id", "transaction_id", "data",
+)  # fmt: skip
+_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 _BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 
@@ -47,6 +52,8 @@ class EventLogView(SqlView):
 
 def plain(value: Any) -> Any:
     """JSON values: times as ISO text, decimals as text (every digit kept), ids as text."""
+    if type(value) in _JSON_SCALARS:  # most values: answered before any slower check
+        return value
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -105,20 +112,15 @@ def _log(
             )
         station_id, transaction_id = kept[event.originator_id]
     data = {k: plain(v) for k, v in vars(event).items() if k not in _BOOKKEEPING}
-    append(
-        cursor,
-        "INSERT INTO event_log (position, aggregate_id, aggregate_type, version, event_type, "
-        "recorded_at, station_id, transaction_id, data) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (
-            tracking.notification_id,
-            event.originator_id,
-            aggregate_type,
-            event.originator_version,
-            event_type,
-            event.timestamp,
-            station_id,
-            transaction_id,
-            Jsonb(data),
-        ),
+    row = (
+        tracking.notification_id,
+        event.originator_id,
+        aggregate_type,
+        event.originator_version,
+        event_type,
+        event.timestamp,
+        station_id,
+        transaction_id,
+        Jsonb(data),
     )
+    append(cursor, "event_log", _COLUMNS, row)

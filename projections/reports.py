@@ -37,21 +37,17 @@ def keep_and_summarize(
     """
     reported = ReportedEvent.of({name: getattr(event, name) for name in REPORT_FIELDS})
     key: UUID = event.originator_id
-    # Table and column are our own constants, not input: formatted as text so that the
-    # batch can send the inserts of many events together.
-    append(
-        cursor,
-        f'INSERT INTO "{table}" ("{key_column}", seq_no, reported) VALUES (%s, %s, %s) '
-        "ON CONFLICT DO NOTHING",
-        (key, event.seq_no, Jsonb(reported.to_record())),
-    )
     memo = ("reports", table, key)
     reports: dict[int, ReportedEvent] | None = kept.get(memo)
     if reports is None:
+        # Table and column are our own constants, not input.
         cursor.execute(f'SELECT seq_no, reported FROM "{table}" WHERE "{key_column}" = %s', (key,))
         reports = {
             row["seq_no"]: ReportedEvent.from_record(row["reported"]) for row in cursor.fetchall()
         }
-    reports.setdefault(event.seq_no, reported)  # the first report of a number stands
+    if event.seq_no not in reports:  # the first report of a number stands
+        reports[event.seq_no] = reported
+        row = (key, event.seq_no, Jsonb(reported.to_record()))
+        append(cursor, table, (key_column, "seq_no", "reported"), row)
     kept[memo] = reports
     return summarize(reports.values())
