@@ -82,6 +82,7 @@ def main() -> None:
         duration=args.duration,
         rate=args.rate,
         ramp=args.stations / 500,
+        warmup=10,
         window=0,
         hold=0,
         meter_values=4,

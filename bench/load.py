@@ -3,8 +3,9 @@
 Two scenarios:
 
 - steady: the stations connect over --ramp seconds, boot, then run transactions (status, start,
-  meter values, stop, status, heartbeat) until --duration is up, paced so that together they offer
-  --rate messages/s (0: each calls again as soon as it is answered).
+  meter values, stop, status, heartbeat), paced so that together they offer --rate messages/s
+  (0: each calls again as soon as it is answered). The steady figures are taken over --duration
+  seconds, after --warmup seconds in which the backlog of the boots settles.
 - storm: all stations connect and boot within --window seconds, report their status, replay one
   transaction each that they queued while offline, then stay connected for --hold seconds.
 
@@ -52,6 +53,7 @@ class Plan:
     duration: float
     rate: float
     ramp: float
+    warmup: float
     window: float
     hold: float
     meter_values: int
@@ -65,6 +67,12 @@ class Plan:
             (i, f"{self.prefix}-{i:05d}", self.protocol(i))
             for i in range(shard, self.stations, self.processes)
         ]
+
+    @property
+    def measured(self) -> tuple[float, float]:
+        """The steady scenario's measuring window, in seconds from the start."""
+        begin = self.ramp + self.warmup
+        return begin, begin + self.duration
 
     def protocol(self, index: int) -> str:
         return "ocpp2.0.1" if index % 100 < round(self.share_201 * 100) else "ocpp1.6"
@@ -129,7 +137,7 @@ async def steady(plan: Plan, station: Station, started: float, index: int) -> No
     if not await station.connect():
         return
     try:
-        deadline = started + plan.ramp + plan.duration
+        deadline = started + plan.measured[1]
         if not await station.boot(give_up_at=deadline):
             return
         await station.status("Available")
@@ -215,8 +223,9 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
     for worker in workers:
         worker.start()
     port = urlsplit(plan.url).port or 80
-    # The steady figures are taken once every station is connected, until the end.
-    window = (started + plan.ramp, started + plan.ramp + plan.duration)
+    # The steady figures are taken once every station is connected and the backlog of their
+    # boots has settled, until the end.
+    window = (started + plan.measured[0], started + plan.measured[1])
     totals = Totals()
     finished, last_print, last_answered = 0, time.time(), 0
     while finished < plan.processes:
@@ -318,6 +327,7 @@ def main(argv: list[str] | None = None) -> None:
         duration=args.duration,
         rate=args.rate,
         ramp=args.ramp if args.ramp is not None else args.stations / 500,
+        warmup=args.warmup,
         window=args.window,
         hold=args.hold,
         meter_values=args.meter_values,
@@ -352,6 +362,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=30, help="steady: seconds measured")
     p.add_argument("--rate", type=float, default=0, help="steady: msg/s offered (0: unpaced)")
     p.add_argument("--ramp", type=float, help="steady: seconds to connect (stations/500)")
+    p.add_argument(
+        "--warmup",
+        type=float,
+        default=10,
+        help="steady: seconds after the ramp before measuring (the boots' backlog settles)",
+    )
     p.add_argument("--window", type=float, default=60, help="storm: seconds to connect all")
     p.add_argument("--hold", type=float, default=10, help="storm: seconds held after that")
     p.add_argument("--meter-values", type=int, default=4, help="meter values per transaction")
