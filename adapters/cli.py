@@ -203,7 +203,7 @@ def _projection_commands(commands: Any) -> None:
         help="rebuild a projection from the first event, with progress; servers keep serving",
     )
     rebuild.add_argument("name", help="the projection's name, as `csms projections` lists it")
-    _database_options(rebuild)
+    _database_options(rebuild, given_before=True)
 
 
 def _export_commands(commands: Any) -> None:
@@ -333,14 +333,19 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _database_options(parser: argparse.ArgumentParser) -> None:
+def _database_options(parser: argparse.ArgumentParser, given_before: bool = False) -> None:
+    """--database-url and --data-dir; `given_before`: the command above takes them too, and
+    what was given there stands unless given again here."""
     parser.add_argument(
         "--database-url",
-        default=os.environ.get("DATABASE_URL"),
+        default=argparse.SUPPRESS if given_before else os.environ.get("DATABASE_URL"),
         help="PostgreSQL URL (env DATABASE_URL); if unset, the embedded server of --data-dir",
     )
     parser.add_argument(
-        "--data-dir", type=Path, default=Settings().data_dir, help="folder of the embedded data"
+        "--data-dir",
+        type=Path,
+        default=argparse.SUPPRESS if given_before else Settings().data_dir,
+        help="folder of the embedded data",
     )
 
 

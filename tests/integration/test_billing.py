@@ -8,7 +8,10 @@ import asyncio
 import csv
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -308,6 +311,14 @@ async def test_a_rebuild_gives_exactly_what_incremental_processing_gave(
     assert replayed["billing"] > 0 and replayed["transactions"] > 0
     assert snapshot(server) == before
     assert server.database_url
+    # The database may also be named before the action.
+    command = [sys.executable, "-m", "adapters.cli", "projections", "--database-url",
+               server.database_url, "rebuild", "id_tokens"]  # fmt: skip
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    named_first = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=300, env=environment
+    )
+    assert "rebuilt id_tokens" in named_first.stderr, named_first.stderr
     with psycopg.connect(server.database_url) as conn:
         asked = conn.execute("SELECT name FROM projection_rebuilds WHERE started_at IS NOT NULL")
         assert {row[0] for row in asked} == set(PROJECTIONS)  # the server did each one
