@@ -16,13 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import Projection
-from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from adapters.postgres import EVENTS_TABLE, REBUILD_REQUESTS_SQL
-from adapters.projection_runner import BatchRunner
+from adapters.projection_runner import BatchRunner, open_view
 from domain.service import CSMS
 from projections.base import SqlView
 
@@ -95,10 +93,7 @@ def reset(
     database_url: str, env: Mapping[str, str], projection: ProjectionClass, view: type[SqlView]
 ) -> None:
     """Empties the projection: its tables and tracking made anew, in one transaction."""
-    factory = InfrastructureFactory[SqlView].construct(
-        env=Environment(projection.name, {**env, "POSTGRES_POOL_SIZE": "1", "CREATE_TABLE": "n"})
-    )
-    recorder = factory.tracking_recorder(view)
+    factory, recorder = open_view(env, projection, view, CREATE_TABLE="n")
     statements: list[Composable] = list(recorder.sql_create_statements)
     factory.close()
     created = [m.groups() for ddl in view.tables if (m := _CREATED.search(ddl))]

@@ -21,6 +21,17 @@ from projections.base import SqlView
 BATCH = 500
 
 
+def open_view(
+    env: Mapping[str, str], projection: type[Projection[Any]], view: type[SqlView], **settings: str
+) -> tuple[InfrastructureFactory[SqlView], SqlView]:
+    """The projection's view, on a factory of its own with one connection; close the factory
+    when done. `settings` override the environment's (CREATE_TABLE, POSTGRES_SCHEMA, ...)."""
+    factory = InfrastructureFactory[SqlView].construct(
+        env=Environment(projection.name, {**env, "POSTGRES_POOL_SIZE": "1", **settings})
+    )
+    return factory, factory.tracking_recorder(view)
+
+
 class BatchRunner:
     def __init__(
         self,
@@ -32,10 +43,7 @@ class BatchRunner:
         # The reading application and the view open no tables: the store made them.
         settings = {**env, "CSMS_CREATE_TABLE": "n", "CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
         self._app = CSMS(settings)
-        self._factory = InfrastructureFactory[SqlView].construct(
-            env=Environment(projection.name, settings)
-        )
-        self.view = self._factory.tracking_recorder(view)
+        self._factory, self.view = open_view(settings, projection, view)
         self.projection = projection(view=self.view)
         self._batch = batch
         # Where reading resumes: past the last event applied, or past the last one scanned when

@@ -15,12 +15,12 @@ from typing import Any, cast
 
 import psycopg
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
-from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Composed, Identifier
 
 from adapters.postgres import EVENTS_TABLE
+from adapters.projection_runner import open_view
 from domain.service import CSMS
 from projections.base import SqlView
 
@@ -68,13 +68,7 @@ def _projection(
     view: type[SqlView],
     schema: str,
 ) -> Projection[Any]:
-    factory = InfrastructureFactory[SqlView].construct(
-        env=Environment(
-            projection.name,
-            {**env, "POSTGRES_SCHEMA": schema, "POSTGRES_POOL_SIZE": "1", "CREATE_TABLE": "n"},
-        )
-    )
-    recorder = factory.tracking_recorder(view)
+    _, recorder = open_view(env, projection, view, POSTGRES_SCHEMA=schema, CREATE_TABLE="n")
     recorder.search_path = schema
     with psycopg.connect(database_url, autocommit=True) as conn, conn.transaction():
         conn.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(schema)))

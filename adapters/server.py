@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.projection import Projection
-from eventsourcing.utils import Environment
 from psycopg_pool import AsyncConnectionPool
 
 from adapters import routing, workers
@@ -41,6 +39,7 @@ from adapters.postgres import (
     start_embedded,
 )
 from adapters.projection_host import ProjectionHost
+from adapters.projection_runner import open_view
 from adapters.routing import CommandRouter
 from adapters.writer import CommandWriter
 from api.app import create_app
@@ -100,10 +99,7 @@ def ensure_views(database_url: str, env: dict[str, str]) -> None:
     """Creates every projection's tables, so the API can read before a projection first runs."""
     with schema_lock(database_url):
         for projection, view in PROJECTIONS:
-            factory = InfrastructureFactory[SqlView].construct(
-                env=Environment(projection.name, {**env, "POSTGRES_POOL_SIZE": "1"})
-            )
-            factory.tracking_recorder(view)
+            factory, _ = open_view(env, projection, view)
             factory.close()
 
 
