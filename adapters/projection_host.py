@@ -10,7 +10,6 @@ that owner is there, so a late start or a restarted worker does not leave one wo
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -92,16 +91,14 @@ class ProjectionHost:
             return
         while not self._stopping.is_set():
             try:
-                with contextlib.ExitStack() as owning:
+                # One connection per projection for its locks, kept between attempts.
+                with psycopg.connect(self._database_url, autocommit=True) as conn:
                     if mine:
-                        owner = owning.enter_context(
-                            psycopg.connect(self._database_url, autocommit=True)
-                        )
-                        owner.execute(
+                        conn.execute(
                             "SELECT pg_advisory_lock_shared(%s)", (_owner_key(projection),)
                         )
                     while not self._stopping.is_set():
-                        self._lead(projection, view, mine)
+                        self._lead(conn, projection, view, mine)
                         self._stopping.wait(RETRY_SECONDS)
             except Exception:
                 log.exception(
@@ -109,23 +106,32 @@ class ProjectionHost:
                 )
                 self._stopping.wait(RETRY_SECONDS)
 
-    def _lead(self, projection: ProjectionClass, view: type[SqlView], mine: bool) -> None:
-        with psycopg.connect(self._database_url, autocommit=True) as lock_conn:
-            if not mine and _owner_present(lock_conn, projection):
-                return  # its owner runs it, or is about to
-            row = lock_conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(projection),))
-            acquired = row.fetchone()
-            if not acquired or not acquired[0]:
-                return  # another node runs it; try again later
+    def _lead(
+        self,
+        conn: psycopg.Connection[Any],
+        projection: ProjectionClass,
+        view: type[SqlView],
+        mine: bool,
+    ) -> None:
+        """Runs the projection while this node holds its lock; returns if another has it."""
+        if not mine and _owner_present(conn, projection):
+            return  # its owner runs it, or is about to
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(projection),))
+        acquired = row.fetchone()
+        if not acquired or not acquired[0]:
+            return  # another node runs it; try again later
+        try:
             log.info("projection %s runs on this node (process %d)", projection.name, os.getpid())
             while not self._stopping.is_set():
-                if admin.rebuild_requested(lock_conn, projection):
+                if admin.rebuild_requested(conn, projection):
                     log.info("projection %s: rebuilding from the first event", projection.name)
                     admin.reset(self._database_url, self._env, projection, view)
-                    admin.rebuild_started(lock_conn, projection)
-                if not self._run(lock_conn, projection, view, mine):
+                    admin.rebuild_started(conn, projection)
+                if not self._run(conn, projection, view, mine):
                     log.info("projection %s: handed back to its owner", projection.name)
                     return
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(projection),))
 
     def _run(
         self,
