@@ -10,6 +10,7 @@ that owner is there, so a late start or a restarted worker does not leave one wo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ import psycopg
 from eventsourcing.projection import Projection
 
 from adapters import projection_admin as admin
+from adapters.postgres import EVENTS_TABLE
 from adapters.projection_runner import BatchRunner
 from projections.base import SqlView
 
@@ -29,8 +31,8 @@ log = logging.getLogger(__name__)
 
 ProjectionClass = type[Projection[Any]]
 RETRY_SECONDS = 2.0
-# How long a caught-up projection waits before looking for new events.
-POLL_SECONDS = 0.05
+# A caught-up projection waits for the store's notification of a commit, or this long at most.
+IDLE_SECONDS = 0.5
 STANDBY_SECONDS = 5.0
 
 
@@ -83,8 +85,18 @@ class ProjectionHost:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._threads:
+            self._wake_projections()
         for thread in self._threads:
             thread.join(timeout=10)
+
+    def _wake_projections(self) -> None:
+        """Wakes those waiting for a commit (other nodes' too: they find nothing new)."""
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(self._database_url, autocommit=True, connect_timeout=2) as conn,
+        ):
+            conn.execute(f"NOTIFY {EVENTS_TABLE}")
 
     def _host(self, projection: ProjectionClass, view: type[SqlView], mine: bool) -> None:
         if not mine and self._stopping.wait(STANDBY_SECONDS):
@@ -142,16 +154,35 @@ class ProjectionHost:
     ) -> bool:
         """Runs the projection until the node stops or someone asks for a rebuild (True), or
         until the worker whose share it is can take it (False)."""
-        with BatchRunner(self._env, projection, view) as runner:
-            checked = time.monotonic()
-            while not self._stopping.is_set():
-                if not runner.step():
-                    self._stopping.wait(POLL_SECONDS)
-                if time.monotonic() - checked >= 1.0:
-                    checked = time.monotonic()
-                    # This query also fails if the lock's connection is gone.
-                    if admin.rebuild_requested(lock_conn, projection):
-                        return True
-                    if not mine and _owner_present(lock_conn, projection):
-                        return False
-        return True
+        lock_conn.execute(f"LISTEN {EVENTS_TABLE}")  # the store notifies each commit
+        try:
+            with BatchRunner(self._env, projection, view) as runner:
+                checked = time.monotonic()
+                while not self._stopping.is_set():
+                    if not runner.step():
+                        _wait_for_events(lock_conn)
+                    if time.monotonic() - checked >= 1.0:
+                        checked = time.monotonic()
+                        _drain(lock_conn)  # what came in while busy
+                        # This query also fails if the lock's connection is gone.
+                        if admin.rebuild_requested(lock_conn, projection):
+                            return True
+                        if not mine and _owner_present(lock_conn, projection):
+                            return False
+            return True
+        finally:
+            lock_conn.execute(f"UNLISTEN {EVENTS_TABLE}")
+            _drain(lock_conn)
+
+
+def _wait_for_events(conn: psycopg.Connection[Any]) -> None:
+    """Returns when the store notifies a commit, or after IDLE_SECONDS at most."""
+    for _ in conn.notifies(timeout=IDLE_SECONDS, stop_after=1):
+        break
+    _drain(conn)
+
+
+def _drain(conn: psycopg.Connection[Any]) -> None:
+    """Forgets the notifications received: one step reads every event they announce."""
+    for _ in conn.notifies(timeout=0):
+        pass
