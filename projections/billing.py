@@ -273,6 +273,11 @@ class _Ledger:
         }
 
 
+def _prices_record(prices: Mapping[str, Decimal]) -> dict[str, str]:
+    """Prices as the table keeps them: every digit, as text."""
+    return {name: str(value) for name, value in prices.items()}
+
+
 def _in_force(tariffs: Iterable[dict[str, Any]], at: datetime, station: str) -> Any:
     """The tariff version that prices a session started then at that station.
 
@@ -323,7 +328,7 @@ class BillingProjection(Projection[BillingView]):
             "version": event.originator_version,
             "name": event.name,
             "currency": event.currency,
-            "prices": {name: str(value) for name, value in event.prices.items()},
+            "prices": _prices_record(event.prices),
             "station_ids": event.station_ids,
             "valid_from": event.valid_from,
             "valid_to": event.valid_to,
@@ -344,7 +349,7 @@ class BillingProjection(Projection[BillingView]):
                 return
             row = max(versions, key=lambda t: t["version"]) | {
                 "version": event.originator_version,
-                "prices": {name: str(value) for name, value in event.prices.items()},
+                "prices": _prices_record(event.prices),
                 "effective_from": event.effective_from,
                 "changed_by": event.by,
                 "changed_at": event.timestamp,

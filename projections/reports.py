@@ -20,7 +20,7 @@ from projections.base import append
 
 def no_reports_yet(table: str, key: UUID, kept: MutableMapping[Any, Any]) -> None:
     """Notes that a transaction just opened has no reports, so its first one reads none."""
-    kept[("reports", table, key)] = {}
+    kept[_memo(table, key)] = {}
 
 
 def keep_and_summarize(
@@ -37,7 +37,7 @@ def keep_and_summarize(
     """
     reported = ReportedEvent.of({name: getattr(event, name) for name in REPORT_FIELDS})
     key: UUID = event.originator_id
-    memo = ("reports", table, key)
+    memo = _memo(table, key)
     reports: dict[int, ReportedEvent] | None = kept.get(memo)
     if reports is None:
         # Table and column are our own constants, not input.
@@ -51,3 +51,8 @@ def keep_and_summarize(
         append(cursor, table, (key_column, "seq_no", "reported"), row)
     kept[memo] = reports
     return summarize(reports.values())
+
+
+def _memo(table: str, key: UUID) -> tuple[str, str, UUID]:
+    """Where a transaction's reports are kept in the projection's memory."""
+    return ("reports", table, key)
