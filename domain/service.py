@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from domain.commands import Command
@@ -78,7 +79,7 @@ class CSMS(Application[UUID]):
         uow = self.unit_of_work()
         try:
             results = [command.execute(uow) for command in commands]
-            self.save(*uow.changed())
+            self._store(uow.changed())
         except Exception as error:
             # Commands change cached aggregates in place: what they changed is not stored.
             self._forget(uow.touched())
@@ -89,6 +90,19 @@ class CSMS(Application[UUID]):
                 return [self._execute_alone(command) for command in commands]
             return [error]
         return results
+
+    def _store(self, aggregates: Sequence[Aggregate]) -> None:
+        """Stores the aggregates' new events and caches the aggregates, as `save` does.
+
+        `save` checks each object against runtime protocols to tell aggregates from events:
+        a quarter of the writer's CPU. These are aggregates, so their events are taken directly.
+        """
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        self.events.put(events)
+        cache = self.repository.cache
+        if cache is not None and not self.repository.fastforward:
+            for aggregate in aggregates:
+                cache.put(aggregate.id, aggregate)
 
     def _forget(self, aggregate_ids: Sequence[UUID]) -> None:
         """Evicts cached aggregates, so the next load reads the store."""
@@ -104,7 +118,7 @@ class CSMS(Application[UUID]):
             uow = self.unit_of_work()
             try:
                 result = command.execute(uow)
-                self.save(*uow.changed())
+                self._store(uow.changed())
             except IntegrityError as conflict:
                 # Another writer got there first: forget what we had, reload, decide again.
                 log.info("conflict on attempt %d for %r: %s", attempt, command, conflict)
