@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.ids import transaction_start_uuid, transaction_uuid
 from domain.meter import last_energy_register_wh
-from domain.transaction_events import ReportedEvent, summarize
+from domain.transaction_events import Fold, ReportedEvent
 
 # What a station-numbered transaction's state takes from the summary of its events.
 _FOLDED_STATE = (
@@ -126,7 +126,7 @@ class Transaction(Aggregate):
         self.meter_stop_wh: Decimal | int | None = None
         self.stop_reason: str | None = None
         self.reported: dict[int, dict[str, Any]] = {}  # station-numbered: events by seq_no
-        self._folded: dict[int, ReportedEvent] = {}
+        self._fold = Fold()
         self.token_type: str | None = None
         self.charging_state: str | None = None
         self.missing_seq_nos: list[int] = []
@@ -179,9 +179,12 @@ class Transaction(Aggregate):
     def fold(self, fields: dict[str, Any]) -> None:
         seq_no = fields["seq_no"]
         self.reported[seq_no] = fields
-        self._folded[seq_no] = ReportedEvent.of(fields)
-        self.readings = [r for n in sorted(self.reported) for r in self.reported[n]["readings"]]
-        summary = summarize(self._folded.values())
+        self._fold.add(ReportedEvent.of(fields))
+        if seq_no == self._fold.highest_seq_no:
+            self.readings.extend(fields["readings"])  # in order, as events usually come
+        else:
+            self.readings = [r for n in sorted(self.reported) for r in self.reported[n]["readings"]]
+        summary = self._fold.summary()
         for name in _FOLDED_STATE:
             setattr(self, name, getattr(summary, name))
 

@@ -125,35 +125,111 @@ class Summary:
         return end - self.meter_start_wh
 
 
-def _first(values: Iterable[Any]) -> Any:
-    return next((v for v in values if v is not None), None)
+# Values taken from the lowest-numbered event that has one, and from the highest.
+_FROM_FIRST = (
+    "evse_id",
+    "connector_id",
+    "id_token",
+    "token_type",
+    "reservation_id",
+    "begin_register",
+)
+_FROM_LAST = ("charging_state", "end_register")
+
+
+class Fold:
+    """The summary of a transaction's events, kept up to date one event at a time.
+
+    Each value is the minimum or maximum of something, by sequence number or meter time, so
+    adding an event costs the same however many came before, in whatever order: a session
+    reporting every ten seconds for hours must not cost more per event as it goes on.
+    """
+
+    def __init__(self) -> None:
+        self.events: dict[int, ReportedEvent] = {}
+        self._started: ReportedEvent | None = None  # the lowest-numbered Started
+        self._ended: ReportedEvent | None = None  # the highest-numbered Ended
+        self._first: dict[str, tuple[int, Any]] = {}  # name: (seq_no, value)
+        self._last: dict[str, tuple[int, Any]] = {}
+        self._earliest: datetime | None = None
+        self._first_register: Register | None = None
+        self._last_register: tuple[datetime, Decimal, int] | None = None
+        self._offline = False
+        self.lowest_seq_no = self.highest_seq_no = 0  # meaningful once there is an event
+
+    def add(self, event: ReportedEvent) -> None:
+        """Adds an event whose sequence number is not taken yet."""
+        seq_no = event.seq_no
+        if seq_no in self.events:
+            raise ValueError(f"sequence number {seq_no} is taken")
+        self.events[seq_no] = event
+        if len(self.events) == 1:
+            self.lowest_seq_no = self.highest_seq_no = seq_no
+        else:
+            self.lowest_seq_no = min(self.lowest_seq_no, seq_no)
+            self.highest_seq_no = max(self.highest_seq_no, seq_no)
+        if event.kind == STARTED and (self._started is None or seq_no < self._started.seq_no):
+            self._started = event
+        if event.kind == ENDED and (self._ended is None or seq_no > self._ended.seq_no):
+            self._ended = event
+        for name in _FROM_FIRST:
+            value = getattr(event, name)
+            if value is not None and (name not in self._first or seq_no < self._first[name][0]):
+                self._first[name] = (seq_no, value)
+        for name in _FROM_LAST:
+            value = getattr(event, name)
+            if value is not None and (name not in self._last or seq_no > self._last[name][0]):
+                self._last[name] = (seq_no, value)
+        if self._earliest is None or event.station_time < self._earliest:
+            self._earliest = event.station_time
+        if event.first_register and (
+            self._first_register is None or event.first_register < self._first_register
+        ):
+            self._first_register = event.first_register
+        if event.last_register:
+            last = (*event.last_register, seq_no)
+            if self._last_register is None or last > self._last_register:
+                self._last_register = last
+        self._offline = self._offline or event.offline
+
+    def summary(self) -> Summary:
+        if not self.events:
+            raise ValueError("a transaction needs at least one event")
+        started, ended = self._started, self._ended
+        begin = self._value(self._first, "begin_register")
+        first_register = self._first_register
+        return Summary(
+            started_at=started.station_time if started else self._earliest,
+            stopped_at=ended.station_time if ended else None,
+            evse_id=self._value(self._first, "evse_id"),
+            connector_id=self._value(self._first, "connector_id"),
+            id_token=self._value(self._first, "id_token"),
+            token_type=self._value(self._first, "token_type"),
+            stop_reason=(ended.stop_reason or DEFAULT_STOP_REASON) if ended else None,
+            charging_state=self._value(self._last, "charging_state"),
+            reservation_id=self._value(self._first, "reservation_id"),
+            meter_start_wh=begin if begin is not None else (first_register or (None, None))[1],
+            meter_stop_wh=self._value(self._last, "end_register"),
+            last_register_wh=self._last_register[1] if self._last_register else None,
+            offline=self._offline,
+            missing_seq_nos=self._missing(),
+        )
+
+    @staticmethod
+    def _value(chosen: dict[str, tuple[int, Any]], name: str) -> Any:
+        return chosen[name][1] if name in chosen else None
+
+    def _missing(self) -> list[int]:
+        lowest, highest = self.lowest_seq_no, self.highest_seq_no
+        low = self._started.seq_no if self._started else lowest
+        if low == lowest and len(self.events) == highest - lowest + 1:
+            return []  # no gap: the usual case, known without looking
+        return [n for n in range(low, highest + 1) if n not in self.events]
 
 
 def summarize(events: Iterable[ReportedEvent]) -> Summary:
     """The transaction those events describe (at most one event per sequence number)."""
-    ordered = sorted(events, key=lambda e: e.seq_no)
-    if not ordered:
-        raise ValueError("a transaction needs at least one event")
-    started = _first(e for e in ordered if e.kind == STARTED)
-    ended = _first(e for e in reversed(ordered) if e.kind == ENDED)
-    firsts = [e.first_register for e in ordered if e.first_register]
-    lasts = [(*e.last_register, e.seq_no) for e in ordered if e.last_register]
-    begin = _first(e.begin_register for e in ordered)
-    seen = {e.seq_no for e in ordered}
-    low = started.seq_no if started else ordered[0].seq_no
-    return Summary(
-        started_at=started.station_time if started else min(e.station_time for e in ordered),
-        stopped_at=ended.station_time if ended else None,
-        evse_id=_first(e.evse_id for e in ordered),
-        connector_id=_first(e.connector_id for e in ordered),
-        id_token=_first(e.id_token for e in ordered),
-        token_type=_first(e.token_type for e in ordered),
-        stop_reason=(ended.stop_reason or DEFAULT_STOP_REASON) if ended else None,
-        charging_state=_first(e.charging_state for e in reversed(ordered)),
-        reservation_id=_first(e.reservation_id for e in ordered),
-        meter_start_wh=begin if begin is not None else (min(firsts)[1] if firsts else None),
-        meter_stop_wh=_first(e.end_register for e in reversed(ordered)),
-        last_register_wh=max(lasts)[1] if lasts else None,
-        offline=any(e.offline for e in ordered),
-        missing_seq_nos=[n for n in range(low, ordered[-1].seq_no + 1) if n not in seen],
-    )
+    fold = Fold()
+    for event in events:
+        fold.add(event)
+    return fold.summary()

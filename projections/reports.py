@@ -14,13 +14,13 @@ from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
 from domain.transaction import REPORT_FIELDS, Transaction
-from domain.transaction_events import ReportedEvent, Summary, summarize
+from domain.transaction_events import Fold, ReportedEvent, Summary
 from projections.base import append
 
 
 def no_reports_yet(table: str, key: UUID, kept: MutableMapping[Any, Any]) -> None:
     """Notes that a transaction just opened has no reports, so its first one reads none."""
-    kept[_memo(table, key)] = {}
+    kept[_memo(table, key)] = Fold()
 
 
 def keep_and_summarize(
@@ -38,19 +38,19 @@ def keep_and_summarize(
     reported = ReportedEvent.of({name: getattr(event, name) for name in REPORT_FIELDS})
     key: UUID = event.originator_id
     memo = _memo(table, key)
-    reports: dict[int, ReportedEvent] | None = kept.get(memo)
-    if reports is None:
+    fold: Fold | None = kept.get(memo)
+    if fold is None:
+        fold = Fold()
         # Table and column are our own constants, not input.
-        cursor.execute(f'SELECT seq_no, reported FROM "{table}" WHERE "{key_column}" = %s', (key,))
-        reports = {
-            row["seq_no"]: ReportedEvent.from_record(row["reported"]) for row in cursor.fetchall()
-        }
-    if event.seq_no not in reports:  # the first report of a number stands
-        reports[event.seq_no] = reported
+        cursor.execute(f'SELECT reported FROM "{table}" WHERE "{key_column}" = %s', (key,))
+        for row in cursor.fetchall():
+            fold.add(ReportedEvent.from_record(row["reported"]))
+    if event.seq_no not in fold.events:  # the first report of a number stands
+        fold.add(reported)
         row = (key, event.seq_no, Jsonb(reported.to_record()))
         append(cursor, table, (key_column, "seq_no", "reported"), row)
-    kept[memo] = reports
-    return summarize(reports.values())
+    kept[memo] = fold
+    return fold.summary()
 
 
 def _memo(table: str, key: UUID) -> tuple[str, str, UUID]:
