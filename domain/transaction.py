@@ -88,7 +88,7 @@ class Transaction(Aggregate):
         readings: list[dict[str, Any]]
 
         def apply(self, transaction: Transaction) -> None:
-            transaction.readings.extend(self.readings)
+            transaction.keep_readings(self.readings)
 
     class Stopped(Aggregate.Event):
         stopped_at: datetime
@@ -122,6 +122,8 @@ class Transaction(Aggregate):
         self.started_at = started_at
         self.reservation_id = reservation_id
         self.readings: list[dict[str, Any]] = []
+        # The same readings by their time: a resent message is found without scanning them all.
+        self._readings_at: dict[Any, list[dict[str, Any]]] = {}
         self.stopped_at: datetime | None = None
         self.meter_stop_wh: Decimal | int | None = None
         self.stop_reason: str | None = None
@@ -180,16 +182,22 @@ class Transaction(Aggregate):
         seq_no = fields["seq_no"]
         self.reported[seq_no] = fields
         self._fold.add(ReportedEvent.of(fields))
-        if seq_no == self._fold.highest_seq_no:
-            self.readings.extend(fields["readings"])  # in order, as events usually come
-        else:
+        self.keep_readings(fields["readings"])
+        if seq_no != self._fold.highest_seq_no:  # out of order: the readings go by seq_no
             self.readings = [r for n in sorted(self.reported) for r in self.reported[n]["readings"]]
         summary = self._fold.summary()
         for name in _FOLDED_STATE:
             setattr(self, name, getattr(summary, name))
 
+    def keep_readings(self, readings: list[dict[str, Any]]) -> None:
+        self.readings.extend(readings)
+        for reading in readings:
+            self._readings_at.setdefault(reading.get("timestamp"), []).append(reading)
+
     def add_meter_values(self, readings: list[dict[str, Any]], at: datetime) -> None:
-        fresh = [r for r in readings if r not in self.readings]  # a resent message adds nothing
+        fresh = [  # a resent message adds nothing
+            r for r in readings if r not in self._readings_at.get(r.get("timestamp"), ())
+        ]
         if fresh:
             self.trigger_event(self.MeterValuesAdded, readings=fresh, timestamp=at)
 
