@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -14,6 +15,7 @@ from domain.ids import transaction_uuid
 from domain.meter import MeterReading, SampledValue
 from domain.service import CSMS
 from domain.transaction import Transaction
+from domain.transaction_events import Fold, ReportedEvent
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 
@@ -156,3 +158,15 @@ def test_a_reused_sequence_number_is_kept_as_a_conflict_and_changes_nothing() ->
     assert app.execute(clash).folded is False
     assert state(app) == before
     assert stored(app)[-1] == "EventConflicted"
+
+
+def test_gaps_are_counted_from_the_start_and_a_taken_number_is_refused() -> None:
+    fold = Fold()
+    for seq_no, kind in ((5, "Updated"), (3, "Started"), (1, "Updated"), (6, "Updated")):
+        fold.add(ReportedEvent(seq_no, kind, T0 + timedelta(minutes=seq_no)))
+    assert fold.summary().missing_seq_nos == [4]  # 2 is before the start: not missing
+    assert fold.summary().started_at == T0 + timedelta(minutes=3)
+    fold.add(ReportedEvent(4, "Updated", T0))
+    assert fold.summary().missing_seq_nos == []
+    with pytest.raises(ValueError, match="taken"):
+        fold.add(ReportedEvent(4, "Updated", T0))
