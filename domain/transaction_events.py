@@ -6,7 +6,7 @@ of events gives the same transaction however it was delivered.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
@@ -197,7 +197,7 @@ class Fold:
             raise ValueError("a transaction needs at least one event")
         started, ended = self._started, self._ended
         begin = self._value(self._first, "begin_register")
-        first_register = self._first_register
+        earliest_register = self._first_register[1] if self._first_register else None
         return Summary(
             started_at=started.station_time if started else self._earliest,
             stopped_at=ended.station_time if ended else None,
@@ -208,7 +208,7 @@ class Fold:
             stop_reason=(ended.stop_reason or DEFAULT_STOP_REASON) if ended else None,
             charging_state=self._value(self._last, "charging_state"),
             reservation_id=self._value(self._first, "reservation_id"),
-            meter_start_wh=begin if begin is not None else (first_register or (None, None))[1],
+            meter_start_wh=begin if begin is not None else earliest_register,
             meter_stop_wh=self._value(self._last, "end_register"),
             last_register_wh=self._last_register[1] if self._last_register else None,
             offline=self._offline,
@@ -225,11 +225,3 @@ class Fold:
         if low == lowest and len(self.events) == highest - lowest + 1:
             return []  # no gap: the usual case, known without looking
         return [n for n in range(low, highest + 1) if n not in self.events]
-
-
-def summarize(events: Iterable[ReportedEvent]) -> Summary:
-    """The transaction those events describe (at most one event per sequence number)."""
-    fold = Fold()
-    for event in events:
-        fold.add(event)
-    return fold.summary()
