@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         "and told to boot again in 20-60 s (0: always accept)",
     )
     run.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=defaults.stop_timeout,
+        help="seconds a stopping server waits to commit what it holds (the database may be "
+        "gone) before it exits with code 1 anyway",
+    )
+    run.add_argument(
         "--store",
         choices=["postgres", "memory"],
         default=defaults.store,
@@ -389,11 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(getattr(args, "log_level", "WARNING"))
     if args.command == "serve":
         try:
-            serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
+            return serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
         except PortInUse as error:
             print(f"csms: {error}", file=sys.stderr)
             return 1
-        return 0
     commands = {"token": _tokens, "projections": _projections, "export": _export, "audit": _audit}
     try:
         return commands[args.command](args)

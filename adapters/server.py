@@ -84,6 +84,7 @@ class Settings:
     frame_retention_days: int = 30
     workers: int = 1
     max_boot_backlog: int = 1000
+    stop_timeout: float = 20.0
     store: str = "postgres"  # or "memory": events kept in this process only, for benchmarks
 
 
@@ -149,14 +150,15 @@ def _ensure_free(host: str, port: int) -> None:
             ) from None
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    """Serves until Ctrl-C or SIGTERM; returns the exit code (1: a process did not stop cleanly)."""
     _ensure_free(settings.host, settings.ocpp_port)
     _ensure_free(settings.http_host, settings.http_port)
     database_url = settings.database_url or start_embedded(settings.data_dir)
     if settings.workers > 1:
-        workers.supervise(settings.workers, _work, (settings, database_url))
-    else:
-        asyncio.run(_serve(settings, database_url))
+        return workers.supervise(settings.workers, _work, (settings, database_url))
+    asyncio.run(_serve(settings, database_url))
+    return 0
 
 
 def _work(settings: Settings, database_url: str, index: int) -> None:
@@ -254,10 +256,8 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         settings.http_host,
         settings.http_port,
     )
-    try:
-        await http.serve(sockets=[_http_socket(settings)])
-    finally:
-        log.info("shutting down")
+
+    async def shut_down() -> None:
         ocpp_server.close()  # closes station connections; their disconnects are recorded
         await ocpp_server.wait_closed()
         await notifications.stop()
@@ -266,4 +266,25 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         await asyncio.to_thread(projections.stop)
         await pool.close()
         app.close()
+
+    try:
+        await http.serve(sockets=[_http_socket(settings)])
+    finally:
+        log.info("shutting down")
+        try:
+            await asyncio.wait_for(shut_down(), settings.stop_timeout)
+        except TimeoutError:
+            _give_up_stopping(settings.stop_timeout)
         log.info("stopped")
+
+
+def _give_up_stopping(seconds: float) -> None:
+    """Exits now: what could not be committed was never answered, so stations send it again."""
+    log.error(
+        "could not stop cleanly within %.0f s (--stop-timeout); the database is probably "
+        "unreachable. Exiting anyway: what was not committed was not answered, and the stations "
+        "will send it again",
+        seconds,
+    )
+    logging.shutdown()
+    os._exit(1)  # threads stuck on the database would hold a normal exit

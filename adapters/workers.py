@@ -24,8 +24,11 @@ STEADY_SECONDS = 30.0  # a worker that lived this long had started well
 MAX_BACKOFF = 60.0
 
 
-def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...]) -> None:
-    """Runs `target(*args, index)` in `count` processes until SIGINT or SIGTERM."""
+def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...]) -> int:
+    """Runs `target(*args, index)` in `count` processes until SIGINT or SIGTERM.
+
+    Returns 0 if every worker then stopped cleanly, else 1.
+    """
     context = multiprocessing.get_context("spawn")  # no threads or connections inherited
     stopping = threading.Event()
 
@@ -64,6 +67,7 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...]) ->
     for worker in workers:
         worker.process.join()
     log.info("all workers stopped")
+    return 0 if all(worker.process.exitcode == 0 for worker in workers) else 1
 
 
 @dataclass

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 from ocpp.v16 import call
@@ -126,3 +127,20 @@ async def test_the_memory_store_answers_and_stores_nothing(
     assert stored == (0,)
     data = await graphql(server, STATIONS)
     assert data["stations"] == []  # no view is fed
+
+
+async def test_a_server_whose_database_is_gone_stops_within_its_stop_timeout(
+    start_server: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    bounded = ("--workers", "2", "--stop-timeout", "3")
+    server = start_server(None, "--data-dir", str(data_dir), *bounded)
+    boot = call.BootNotification(charge_point_vendor="V", charge_point_model="M")
+    async with station16(server, "CP-STOP") as cp:
+        assert (await cp.call(boot)).status == "Accepted"
+        postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGQUIT)  # PostgreSQL's immediate shutdown
+        # The station's disconnect can no longer be committed: without a bound, the stop waits
+        # for the store's retries, longer than stop() waits.
+        assert await asyncio.to_thread(server.stop) == 1
+    assert "could not stop cleanly within 3 s (--stop-timeout)" in server.log()
