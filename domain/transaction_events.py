@@ -146,7 +146,7 @@ class Fold:
     """
 
     def __init__(self) -> None:
-        self.events: dict[int, ReportedEvent] = {}
+        self.seq_nos: set[int] = set()  # only the numbers: the events themselves are folded
         self._started: ReportedEvent | None = None  # the lowest-numbered Started
         self._ended: ReportedEvent | None = None  # the highest-numbered Ended
         self._first: dict[str, tuple[int, Any]] = {}  # name: (seq_no, value)
@@ -160,10 +160,10 @@ class Fold:
     def add(self, event: ReportedEvent) -> None:
         """Adds an event whose sequence number is not taken yet."""
         seq_no = event.seq_no
-        if seq_no in self.events:
+        if seq_no in self.seq_nos:
             raise ValueError(f"sequence number {seq_no} is taken")
-        self.events[seq_no] = event
-        if len(self.events) == 1:
+        self.seq_nos.add(seq_no)
+        if len(self.seq_nos) == 1:
             self.lowest_seq_no = self.highest_seq_no = seq_no
         else:
             self.lowest_seq_no = min(self.lowest_seq_no, seq_no)
@@ -193,7 +193,7 @@ class Fold:
         self._offline = self._offline or event.offline
 
     def summary(self) -> Summary:
-        if not self.events:
+        if not self.seq_nos:
             raise ValueError("a transaction needs at least one event")
         started, ended = self._started, self._ended
         begin = self._value(self._first, "begin_register")
@@ -222,6 +222,6 @@ class Fold:
     def _missing(self) -> list[int]:
         lowest, highest = self.lowest_seq_no, self.highest_seq_no
         low = self._started.seq_no if self._started else lowest
-        if low == lowest and len(self.events) == highest - lowest + 1:
+        if low == lowest and len(self.seq_nos) == highest - lowest + 1:
             return []  # no gap: the usual case, known without looking
-        return [n for n in range(low, highest + 1) if n not in self.events]
+        return [n for n in range(low, highest + 1) if n not in self.seq_nos]

@@ -45,7 +45,7 @@ def keep_and_summarize(
         cursor.execute(f'SELECT reported FROM "{table}" WHERE "{key_column}" = %s', (key,))
         for row in cursor.fetchall():
             fold.add(ReportedEvent.from_record(row["reported"]))
-    if event.seq_no not in fold.events:  # the first report of a number stands
+    if event.seq_no not in fold.seq_nos:  # the first report of a number stands
         fold.add(reported)
         row = (key, event.seq_no, Jsonb(reported.to_record()))
         append(cursor, table, (key_column, "seq_no", "reported"), row)
