@@ -30,7 +30,10 @@ from projections.base import SqlView
 log = logging.getLogger(__name__)
 
 ProjectionClass = type[Projection[Any]]
-RETRY_SECONDS = 2.0
+RETRY_SECONDS = 2.0  # after an error
+# How often a node looks for a projection it does not run: a dead worker's share is taken over
+# within this, sooner than the dead worker's replacement starts.
+POLL_SECONDS = 1.0
 # A caught-up projection waits for the store's notification of a commit, or this long at most.
 IDLE_SECONDS = 0.5
 STANDBY_SECONDS = 5.0
@@ -111,7 +114,7 @@ class ProjectionHost:
                         )
                     while not self._stopping.is_set():
                         self._lead(conn, projection, view, mine)
-                        self._stopping.wait(RETRY_SECONDS)
+                        self._stopping.wait(POLL_SECONDS)
             except Exception:
                 log.exception(
                     "projection %s stopped; restarting in %.0fs", projection.name, RETRY_SECONDS

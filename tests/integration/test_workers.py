@@ -7,12 +7,14 @@ import contextlib
 import os
 import re
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from ocpp.v16 import call
 
+from adapters.projection_host import STANDBY_SECONDS
 from tests.support import ServerProcess, eventually, graphql, station16
 
 STATIONS = "{ stations { id connected } }"
@@ -54,6 +56,7 @@ async def test_workers_share_the_load_and_one_that_dies_is_replaced(
     server = start_server(database_url, "--workers", "2")
     # The API answers once one worker is up; the kernel spreads stations over those listening.
     await eventually(lambda: asyncio.to_thread(server.log), lambda log: log.count("ready") == 2)
+    up = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         # Held open: each connection stays with the worker the kernel gave it to.
         held = [await stack.enter_async_context(station16(server, f"CP-W{i}")) for i in range(16)]
@@ -76,6 +79,8 @@ async def test_workers_share_the_load_and_one_that_dies_is_replaced(
     )
     assert {(t["active"], t["energyWh"]) for t in data["transactions"]} == {(False, "1000")}
 
+    # A worker's standby for the others' share begins STANDBY_SECONDS after it starts.
+    await asyncio.sleep(max(0.0, up + STANDBY_SECONDS - time.monotonic()))
     os.kill(pids.pop(), signal.SIGKILL)
     log = await eventually(
         lambda: asyncio.to_thread(server.log),
