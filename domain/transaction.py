@@ -9,6 +9,7 @@ folded from the set of events received, so the order they arrived in does not ma
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,7 +18,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.ids import transaction_start_uuid, transaction_uuid
-from domain.meter import last_energy_register_wh
+from domain.int_set import IntSet
+from domain.meter import energy_registers
 from domain.transaction_events import Fold, ReportedEvent
 
 # What a station-numbered transaction's state takes from the summary of its events.
@@ -121,14 +123,15 @@ class Transaction(Aggregate):
         self.meter_start_wh: Decimal | int | None = meter_start_wh
         self.started_at = started_at
         self.reservation_id = reservation_id
-        self.readings: list[dict[str, Any]] = []
-        # The same readings by their time: a resent message is found without scanning them all.
-        self._readings_at: dict[Any, list[dict[str, Any]]] = {}
+        # Only digests of what was reported, and the latest energy register: a session
+        # reporting every ten seconds for hours must not grow by every reading it sent.
+        self._readings_seen = IntSet()  # digests of the readings kept (CSMS-numbered)
+        self._latest_register: tuple[datetime, Decimal] | None = None
         self.stopped_at: datetime | None = None
         self.meter_stop_wh: Decimal | int | None = None
         self.stop_reason: str | None = None
-        self.reported: dict[int, dict[str, Any]] = {}  # station-numbered: events by seq_no
-        self._fold = Fold()
+        self._fold = Fold()  # station-numbered: the events folded so far
+        self._reported = IntSet()  # and the digests of their fields
         self.token_type: str | None = None
         self.charging_state: str | None = None
         self.missing_seq_nos: list[int] = []
@@ -155,11 +158,12 @@ class Transaction(Aggregate):
     @property
     def energy_wh(self) -> Decimal | None:
         """Energy delivered so far: stop (or latest) register minus start register."""
-        end = (
-            Decimal(self.meter_stop_wh)
-            if self.meter_stop_wh is not None
-            else last_energy_register_wh(self.readings)
-        )
+        if self.meter_stop_wh is not None:
+            end: Decimal | None = Decimal(self.meter_stop_wh)
+        elif len(self._fold.seq_nos):
+            end = self._fold.summary().last_register_wh
+        else:
+            end = self._latest_register[1] if self._latest_register else None
         if end is None or self.meter_start_wh is None:
             return None
         return end - self.meter_start_wh
@@ -170,34 +174,29 @@ class Transaction(Aggregate):
         A different event under a sequence number already taken is kept as a conflict.
         """
         seq_no = fields["seq_no"]
-        known = self.reported.get(seq_no)
-        if known is None:
+        if seq_no not in self._fold.seq_nos:
             self.trigger_event(self.EventReported, timestamp=at, **fields)
             return True
-        if known != fields:
+        if digest(fields) not in self._reported:  # the fields name their seq_no
             self.trigger_event(self.EventConflicted, seq_no=seq_no, content=fields, timestamp=at)
         return False
 
     def fold(self, fields: dict[str, Any]) -> None:
-        seq_no = fields["seq_no"]
-        self.reported[seq_no] = fields
+        self._reported.add(digest(fields))
         self._fold.add(ReportedEvent.of(fields))
-        self.keep_readings(fields["readings"])
-        if seq_no != self._fold.highest_seq_no:  # out of order: the readings go by seq_no
-            self.readings = [r for n in sorted(self.reported) for r in self.reported[n]["readings"]]
         summary = self._fold.summary()
         for name in _FOLDED_STATE:
             setattr(self, name, getattr(summary, name))
 
     def keep_readings(self, readings: list[dict[str, Any]]) -> None:
-        self.readings.extend(readings)
         for reading in readings:
-            self._readings_at.setdefault(reading.get("timestamp"), []).append(reading)
+            self._readings_seen.add(digest(reading))
+        for at, _, wh in energy_registers(readings):
+            if self._latest_register is None or at >= self._latest_register[0]:
+                self._latest_register = (at, wh)
 
     def add_meter_values(self, readings: list[dict[str, Any]], at: datetime) -> None:
-        fresh = [  # a resent message adds nothing
-            r for r in readings if r not in self._readings_at.get(r.get("timestamp"), ())
-        ]
+        fresh = [r for r in readings if digest(r) not in self._readings_seen]  # resent: nothing
         if fresh:
             self.trigger_event(self.MeterValuesAdded, readings=fresh, timestamp=at)
 
@@ -221,6 +220,15 @@ class Transaction(Aggregate):
             timestamp=at,
         )
         return True
+
+
+def digest(content: dict[str, Any]) -> int:
+    """A fingerprint of a reading or an event's fields, to tell a resend from new content.
+
+    Held in memory only, and compared within one process (str hashes are salted per process).
+    Values compare as the station wrote them: 1 and 1.0 differ, as two dates in other offsets.
+    """
+    return hash(json.dumps(content, sort_keys=True, separators=(",", ":"), default=str))
 
 
 _BASE_FIELDS = {field.name for field in dataclasses.fields(Aggregate.Event)}

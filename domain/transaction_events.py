@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from domain.int_set import IntSet
 from domain.meter import energy_registers
 
 STARTED, ENDED = "Started", "Ended"
@@ -146,7 +147,7 @@ class Fold:
     """
 
     def __init__(self) -> None:
-        self.seq_nos: set[int] = set()  # only the numbers: the events themselves are folded
+        self.seq_nos = IntSet()  # only the numbers: the events themselves are folded
         self._started: ReportedEvent | None = None  # the lowest-numbered Started
         self._ended: ReportedEvent | None = None  # the highest-numbered Ended
         self._first: dict[str, tuple[int, Any]] = {}  # name: (seq_no, value)

@@ -96,7 +96,6 @@ def state(app: CSMS) -> dict[str, Any]:
             "meter_stop_wh",
             "energy_wh",
             "missing_seq_nos",
-            "readings",
             "reservation_id",
         )
     }
