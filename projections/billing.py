@@ -126,6 +126,9 @@ _UPDATE_SESSION = (
     + " WHERE session_id = %(session_id)s"
 )
 _SAMPLE_COLUMNS = ("session_id", "at", "wh")
+# A session's energy samples are kept in memory up to this many; a longer session's are read
+# back from billing_samples when it is priced (at its end), so memory does not grow with it.
+SAMPLES_KEPT = 64
 _VERSION_COLUMNS = tuple(name.strip() for name in FEED_COLUMNS.split(","))
 
 
@@ -134,7 +137,7 @@ class _Session:
     """What pricing a session needs, as its tables hold it."""
 
     row: dict[str, Any]  # its billing_transactions row
-    samples: list[Sample]
+    samples: list[Sample] | None  # None once there are too many to keep: read when priced
     latest: dict[str, Any] | None  # its latest version in charging_sessions
 
     @property
@@ -184,7 +187,10 @@ class _Ledger:
         for at, wh in samples:
             if wh is None or not at:
                 continue
-            session.samples.append(Sample(at, Decimal(wh)))
+            if session.samples is not None:
+                session.samples.append(Sample(at, Decimal(wh)))
+                if len(session.samples) > SAMPLES_KEPT:
+                    session.samples = None
             append(
                 self.cursor, "billing_samples", _SAMPLE_COLUMNS, (session.row["session_id"], at, wh)
             )
@@ -226,15 +232,18 @@ class _Ledger:
         row = self._one("SELECT * FROM billing_transactions WHERE session_id = %s", session_id)
         if row is None:
             return None
-        self.cursor.execute(
-            "SELECT at, wh FROM billing_samples WHERE session_id = %s", (session_id,)
-        )
-        samples = [Sample(found["at"], found["wh"]) for found in self.cursor.fetchall()]
+        samples = self._read_samples(session_id)
         latest = self._one(
             "SELECT * FROM charging_sessions WHERE session_id = %s ORDER BY version DESC LIMIT 1",
             session_id,
         )
-        return _Session(row, samples, latest)
+        return _Session(row, samples if len(samples) <= SAMPLES_KEPT else None, latest)
+
+    def _read_samples(self, session_id: UUID) -> list[Sample]:
+        self.cursor.execute(
+            "SELECT at, wh FROM billing_samples WHERE session_id = %s", (session_id,)
+        )
+        return [Sample(found["at"], found["wh"]) for found in self.cursor.fetchall()]
 
     def _one(self, sql: str, session_id: UUID) -> dict[str, Any] | None:
         self.cursor.execute(sql, (session_id,))
@@ -243,7 +252,10 @@ class _Ledger:
 
     def _priced(self, session: _Session) -> dict[str, Any]:
         fields = session.row
-        delivery = deliver(session.samples, fields["started_at"], fields["stopped_at"])
+        samples = session.samples
+        if samples is None:
+            samples = self._read_samples(fields["session_id"])
+        delivery = deliver(samples, fields["started_at"], fields["stopped_at"])
         row: dict[str, Any] = {
             "station_id": fields["station_id"],
             "transaction_id": fields["transaction_key"],

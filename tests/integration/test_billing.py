@@ -22,6 +22,7 @@ from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 from psycopg.rows import dict_row
 
+from projections.billing import SAMPLES_KEPT
 from tests.stations import connect, energy, energy2
 from tests.support import (
     ServerProcess,
@@ -286,6 +287,33 @@ async def test_billing_roles(server: ServerProcess) -> None:
     wrong = await graphql_response(server, "{ stations { id } }", server.token("billing"))
     assert "errors" in wrong
     assert "chargingSessions" in (await graphql(server, FEED, "auditor", first=1))
+
+
+async def test_a_session_longer_than_memory_keeps_is_priced_from_every_sample(
+    server: ServerProcess,
+) -> None:
+    """More samples than the projection keeps in memory, a meter reset among them."""
+    await tariff(server, STANDARD.replace("Standard", "Long"))
+    long = SAMPLES_KEPT + 20
+    async with connect(server, "CS-LONG", "ocpp1.6") as station:
+        tx = await station.start(1, "TAG-L", 0, at(0))
+        for minute in range(1, long + 1):
+            wh = 100 * minute if minute < 50 else 100 * (minute - 50)  # reset at minute 50
+            await station.meter(tx, 1, at(minute), str(wh), "Wh")
+        last = 100 * (long - 50)
+        await station.stop(tx, 1, last, at(long + 10), "Local", None)
+        await station.send(  # a late sample: a new version, priced from every sample again
+            call16.MeterValues(
+                connector_id=1,
+                transaction_id=int(tx),
+                meter_value=[energy(at(long + 5), str(last + 500))],
+            )
+        )
+    ended, corrected = await session_of(server, "CS-LONG", versions=2)
+    assert Decimal(ended["energyWh"]) == 4900 + last
+    assert (ended["chargingSeconds"], ended["idleSeconds"]) == (long * 60, 10 * 60)
+    assert Decimal(corrected["energyWh"]) == 4900 + last + 500
+    assert (corrected["chargingSeconds"], corrected["idleSeconds"]) == ((long + 5) * 60, 5 * 60)
 
 
 async def test_a_rebuild_gives_exactly_what_incremental_processing_gave(
