@@ -1,10 +1,16 @@
 """Admission of booting stations: in a boot storm, take what the server can answer in time and
-tell the rest to come back, as OCPP provides (BootNotification answered Pending, with an
-interval), rather than letting them queue until they time out and retry all at once.
+tell the rest to come back, rather than letting them queue until they time out and retry all at
+once.
+
+Two gates: a station that boots while too many commands wait to be stored is answered Pending
+(with an interval), as OCPP provides; a station that connects while the event loop is too far
+behind is refused at the WebSocket handshake (HTTP 503 with Retry-After), before it costs the
+loop a connection to serve.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 
@@ -27,3 +33,44 @@ def by_backlog(backlog: Callable[[], int], limit: int) -> Admission:
         return None
 
     return retry_after
+
+
+def by_loop_lag(lag: Callable[[], float], limit: float) -> Admission:
+    """Admits while the event loop is less than `limit` seconds behind; 0 admits always."""
+
+    def retry_after() -> int | None:
+        if limit and lag() >= limit:
+            return random.randint(*RETRY_SECONDS)
+        return None
+
+    return retry_after
+
+
+class LoopLag:
+    """How far behind the running event loop is: how late a timer of its own fires.
+
+    A late tick counts at once; the figure then decays by a tenth a tick, so one slow moment
+    keeps the server cautious for a second or so, not for good.
+    """
+
+    TICK = 0.1
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="loop-lag")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.TICK)
+            late = max(0.0, loop.time() - before - self.TICK)
+            self.seconds = max(late, self.seconds * 0.9)

@@ -121,6 +121,13 @@ def _parser() -> argparse.ArgumentParser:
         "and told to boot again in 20-60 s (0: always accept)",
     )
     run.add_argument(
+        "--max-loop-lag",
+        type=float,
+        default=defaults.max_loop_lag,
+        help="seconds the event loop may be behind before a connecting station is refused "
+        "(HTTP 503, Retry-After 20-60 s) (0: never refuse)",
+    )
+    run.add_argument(
         "--stop-timeout",
         type=float,
         default=defaults.stop_timeout,

@@ -23,7 +23,7 @@ from eventsourcing.projection import Projection
 from psycopg_pool import AsyncConnectionPool
 
 from adapters import routing, workers
-from adapters.admission import by_backlog
+from adapters.admission import LoopLag, by_backlog, by_loop_lag
 from adapters.backend import ServerBackend
 from adapters.frames import FrameJournal
 from adapters.notifications import Notifications
@@ -84,6 +84,7 @@ class Settings:
     frame_retention_days: int = 30
     workers: int = 1
     max_boot_backlog: int = 1000
+    max_loop_lag: float = 1.0
     stop_timeout: float = 20.0
     store: str = "postgres"  # or "memory": events kept in this process only, for benchmarks
 
@@ -205,6 +206,8 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
     node = f"{socket.gethostname()}:{os.getpid()}"
     journal = FrameJournal(pool, settings.frame_retention_days)
     admission = by_backlog(writer.backlog, settings.max_boot_backlog)
+    loop_lag = LoopLag()
+    loop_lag.start()
     gateway = OcppGateway(
         [
             OcppV21(settings.heartbeat_interval, admission),
@@ -215,6 +218,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         node=node,
         max_frame_bytes=settings.max_frame_bytes,
         journal=journal.record if settings.frame_retention_days > 0 else None,
+        admission=by_loop_lag(lambda: loop_lag.seconds, settings.max_loop_lag),
     )
     await journal.start()
     notifications = Notifications(database_url, pool, [*routing.CHANNELS, CHANGED_CHANNEL])
@@ -262,6 +266,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         await ocpp_server.wait_closed()
         await notifications.stop()
         await journal.stop()
+        await loop_lag.stop()
         await asyncio.to_thread(writer.stop)
         await asyncio.to_thread(projections.stop)
         await pool.close()

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 IDENTITY = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,48}$")
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_REPLACED = 4000
+REFUSALS_LOGGED_EVERY = 5.0  # seconds: a storm's refusals are summed, not logged one by one
 
 
 def station_identity(path: str) -> str | None:
@@ -92,6 +94,7 @@ class OcppGateway:
         node: str,
         max_frame_bytes: int = 1 << 20,
         journal: FrameSink | None = None,
+        admission: Callable[[], int | None] | None = None,
     ) -> None:
         # Newest first: when a station offers several protocols, the newest we speak wins.
         self._translators = {t.subprotocol: t for t in translators}
@@ -99,6 +102,10 @@ class OcppGateway:
         self._node = node
         self._max_frame_bytes = max_frame_bytes
         self._journal = journal or _forget
+        # Seconds a connecting station is told to wait (HTTP 503), or None to let it in.
+        self._admission = admission or (lambda: None)
+        self._refused = 0  # since the last warning
+        self._warned_at = 0.0
         self.connections: dict[str, StationConnection] = {}
 
     async def start(self, host: str, port: int, share_port: bool = False) -> Server:
@@ -132,7 +139,31 @@ class OcppGateway:
             body = b"The URL must end with a station identity of 1-48 printable characters.\n"
             headers = Headers([("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
             return Response(HTTPStatus.NOT_FOUND, "Not Found", headers, body)
+        retry_after = self._admission()
+        if retry_after is not None:
+            return self._refuse(retry_after)
         return None
+
+    def _refuse(self, retry_after: int) -> Response:
+        """503: the server is too far behind to take another station now."""
+        self._refused += 1
+        if time.monotonic() - self._warned_at >= REFUSALS_LOGGED_EVERY:
+            log.warning(
+                "refused %d connection(s) since the last such warning: the event loop is too "
+                "far behind (--max-loop-lag); each was told to come back after %d s or so",
+                self._refused,
+                retry_after,
+            )
+            self._refused, self._warned_at = 0, time.monotonic()
+        body = b"The server is busy; connect again after Retry-After seconds.\n"
+        headers = Headers(
+            [
+                ("Retry-After", str(retry_after)),
+                ("Content-Type", "text/plain"),
+                ("Content-Length", str(len(body))),
+            ]
+        )
+        return Response(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable", headers, body)
 
     async def _serve_connection(self, websocket: ServerConnection) -> None:
         station_id = station_identity(websocket.request.path if websocket.request else "")
