@@ -134,10 +134,10 @@ async def _sleep_until(moment: float) -> None:
 
 async def steady(plan: Plan, station: Station, started: float, index: int) -> None:
     await _sleep_until(started + plan.ramp * index / plan.stations)
-    if not await station.connect():
+    deadline = started + plan.measured[1]
+    if not await station.connect(give_up_at=deadline):
         return
     try:
-        deadline = started + plan.measured[1]
         if not await station.boot(give_up_at=deadline):
             return
         await station.status("Available")
@@ -158,10 +158,10 @@ async def steady(plan: Plan, station: Station, started: float, index: int) -> No
 
 async def storm(plan: Plan, station: Station, started: float, index: int) -> None:
     await _sleep_until(started + plan.window * index / plan.stations)
-    if not await station.connect():
+    hold_until = started + plan.window + plan.hold
+    if not await station.connect(give_up_at=hold_until):
         return
     try:
-        hold_until = started + plan.window + plan.hold
         if not await station.boot(give_up_at=hold_until):
             return
         await station.status("Available")

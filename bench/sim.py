@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import websockets
+from websockets.exceptions import InvalidStatus
 
 # The messages that change a station's state; the steady target counts only these.
 STATE_CHANGING = frozenset(
@@ -109,21 +110,34 @@ class Station:
                 return reply
             self.tally.errors["answer after its call timed out"] += 1
 
-    async def connect(self) -> bool:
-        try:
-            self.ws = await websockets.connect(
-                self.url,
-                subprotocols=[self.protocol],  # type: ignore[list-item]
-                open_timeout=self.timeout,
-                compression=None,
-                ping_interval=None,  # heartbeats keep the line alive, as on a real station
-                max_size=1 << 20,
-            )
-        except (OSError, TimeoutError, websockets.WebSocketException) as error:
-            self.tally.errors[f"connect {type(error).__name__}"] += 1
-            return False
-        self.tally.connected += 1
-        return True
+    async def connect(self, give_up_at: float) -> bool:
+        """Connects; a server that refuses with 503 is obeyed: again after its Retry-After."""
+        while True:
+            try:
+                self.ws = await websockets.connect(
+                    self.url,
+                    subprotocols=[self.protocol],  # type: ignore[list-item]
+                    open_timeout=self.timeout,
+                    compression=None,
+                    ping_interval=None,  # heartbeats keep the line alive, as on a real station
+                    max_size=1 << 20,
+                )
+            except InvalidStatus as refused:
+                retry_after = refused.response.headers.get("Retry-After", "")
+                if refused.response.status_code != 503 or not retry_after.isdigit():
+                    self.tally.errors[f"connect refused ({refused.response.status_code})"] += 1
+                    return False
+                if time.time() + int(retry_after) >= give_up_at:
+                    self.tally.errors["connect still refused with 503 at the end"] += 1
+                    return False
+                self.tally.notes["connections refused with 503, then retried"] += 1
+                await asyncio.sleep(int(retry_after))
+                continue
+            except (OSError, TimeoutError, websockets.WebSocketException) as error:
+                self.tally.errors[f"connect {type(error).__name__}"] += 1
+                return False
+            self.tally.connected += 1
+            return True
 
     async def close(self) -> None:
         if self.ws is not None:
