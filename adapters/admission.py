@@ -24,26 +24,23 @@ def admit_all() -> int | None:
     return None
 
 
-def by_backlog(backlog: Callable[[], int], limit: int) -> Admission:
-    """Accepts while fewer than `limit` commands wait to be committed; 0 accepts always."""
+def refuse_while(overloaded: Callable[[], bool]) -> Admission:
+    """Tells a station to come back later (at a random time in range) while it is True."""
 
     def retry_after() -> int | None:
-        if limit and backlog() >= limit:
-            return random.randint(*RETRY_SECONDS)
-        return None
+        return random.randint(*RETRY_SECONDS) if overloaded() else None
 
     return retry_after
+
+
+def by_backlog(backlog: Callable[[], int], limit: int) -> Admission:
+    """Accepts while fewer than `limit` commands wait to be committed; 0 accepts always."""
+    return refuse_while(lambda: limit > 0 and backlog() >= limit)
 
 
 def by_loop_lag(lag: Callable[[], float], limit: float) -> Admission:
     """Admits while the event loop is less than `limit` seconds behind; 0 admits always."""
-
-    def retry_after() -> int | None:
-        if limit and lag() >= limit:
-            return random.randint(*RETRY_SECONDS)
-        return None
-
-    return retry_after
+    return refuse_while(lambda: limit > 0 and lag() >= limit)
 
 
 class LoopLag:
