@@ -232,16 +232,17 @@ class _Ledger:
         row = self._one("SELECT * FROM billing_transactions WHERE session_id = %s", session_id)
         if row is None:
             return None
-        samples = self._read_samples(session_id)
+        samples = self._read_samples(session_id, limit=SAMPLES_KEPT + 1)  # more: not kept
         latest = self._one(
             "SELECT * FROM charging_sessions WHERE session_id = %s ORDER BY version DESC LIMIT 1",
             session_id,
         )
         return _Session(row, samples if len(samples) <= SAMPLES_KEPT else None, latest)
 
-    def _read_samples(self, session_id: UUID) -> list[Sample]:
+    def _read_samples(self, session_id: UUID, limit: int | None = None) -> list[Sample]:
         self.cursor.execute(
-            "SELECT at, wh FROM billing_samples WHERE session_id = %s", (session_id,)
+            "SELECT at, wh FROM billing_samples WHERE session_id = %s LIMIT %s",
+            (session_id, limit),
         )
         return [Sample(found["at"], found["wh"]) for found in self.cursor.fetchall()]
 

@@ -12,7 +12,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from adapters.admission import Admission, admit_all
 from adapters.ocpp import rpc
 from adapters.ocpp.rpc import Call, CallError, CallResult, CallResultError, Fault, RpcError
 from adapters.ocpp.times import now
@@ -94,7 +95,7 @@ class OcppGateway:
         node: str,
         max_frame_bytes: int = 1 << 20,
         journal: FrameSink | None = None,
-        admission: Callable[[], int | None] | None = None,
+        admission: Admission = admit_all,
     ) -> None:
         # Newest first: when a station offers several protocols, the newest we speak wins.
         self._translators = {t.subprotocol: t for t in translators}
@@ -103,7 +104,7 @@ class OcppGateway:
         self._max_frame_bytes = max_frame_bytes
         self._journal = journal or _forget
         # Seconds a connecting station is told to wait (HTTP 503), or None to let it in.
-        self._admission = admission or (lambda: None)
+        self._admission = admission
         self._refused = 0  # since the last warning
         self._warned_at = 0.0
         self.connections: dict[str, StationConnection] = {}
