@@ -67,7 +67,7 @@ class ReportedEvent:
 
     def to_record(self) -> dict[str, Any]:
         """As plain JSON values, for a read model to keep."""
-        record = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: plain values
+        record = {name: getattr(self, name) for name in _REPORTED_FIELDS}  # plain values
         record["station_time"] = self.station_time.isoformat()
         for name in ("first_register", "last_register"):
             register = getattr(self, name)
@@ -94,6 +94,9 @@ class ReportedEvent:
                 "end_register": number(record["end_register"]),
             }
         )
+
+
+_REPORTED_FIELDS = tuple(f.name for f in fields(ReportedEvent))
 
 
 def _in_context(registers: list[tuple[datetime, str, Decimal]], context: str) -> Decimal | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, cast
 
@@ -14,6 +14,8 @@ from psycopg.sql import SQL, Composed, Identifier, Placeholder
 
 Statement = tuple[str, dict[str, Any]]
 Work = Callable[[Cursor[Any]], None]
+# A statement's parameters, or a function that gives them when the statement is sent.
+Params = Any | Callable[[], Any]
 
 
 class SqlView(PostgresTrackingRecorder):
@@ -26,9 +28,8 @@ class SqlView(PostgresTrackingRecorder):
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)
         self.sql_create_statements.extend(Composed([SQL(ddl)]) for ddl in self.tables)  # type: ignore[arg-type]
-        self._batch: Cursor[Any] | None = None
+        self._batch: _CursorPerStatement | None = None
         self._batch_tracking: Tracking | None = None
-        self._deferred: dict[Any, Statement] = {}
         # What the projection read or wrote, kept so that the next events need not read it
         # again. It dies with the view: a restart or a rebuild starts from the tables.
         self.kept: Kept = Kept()
@@ -45,41 +46,46 @@ class SqlView(PostgresTrackingRecorder):
                 self._batch = pipelined
                 try:
                     yield
-                    for sql, params in self._deferred.values():
-                        pipelined.execute(sql, params)
                     if self._batch_tracking is not None:
-                        self._insert_tracking(pipelined, self._batch_tracking)
+                        self._insert_tracking(cast(Cursor[Any], pipelined), self._batch_tracking)
                 finally:
-                    self._batch, self._batch_tracking, self._deferred = None, None, {}
+                    self._batch, self._batch_tracking = None, None
         except BaseException:
             # The memory may hold what the rolled-back batch did: the tables are the truth.
             self.kept.clear()
             raise
 
     @contextmanager
-    def _pipelined_transaction(self) -> Iterator[Cursor[Any]]:
+    def _pipelined_transaction(self) -> Iterator[_CursorPerStatement]:
         with (
             self.datastore.transaction(commit=True) as cursor,
             _CursorPerStatement(cursor.connection) as statements,
         ):
             # In a pipeline a statement waits for no answer; only a read waits, for its own.
-            pipelined = cast(Cursor[Any], statements)
-            self._begin(pipelined)
-            yield pipelined
+            self._begin(cast(Cursor[Any], statements))
+            yield statements
             statements.flush_all()
 
-    def defer(self, cursor: Cursor[Any], key: Any, sql: str, params: Any) -> None:
-        """Runs the statement at the end of the batch, unless a later one of the same key
-        replaces it; outside a batch, runs it now.
+    def defer(self, cursor: Cursor[Any], key: Hashable, sql: str, params: Params) -> None:
+        """Runs the statement before the batch's next read or at its end, unless a later one
+        of the same key replaces it first; outside a batch, runs it now.
 
-        For statements that set a row's whole state from what is known, when nothing in the
-        batch reads that row back: only the last one matters.
+        For statements that set a row's whole state from what is known: only the last one
+        matters. Deferred statements of different keys must not depend on each other's order.
+        `params` may be a function, called when the statement is sent, so that work a later
+        statement of the same key makes useless is not done.
         """
         if self._batch is None:
-            cursor.execute(sql, params)  # type: ignore[arg-type]
+            cursor.execute(sql, _called(params))  # type: ignore[arg-type]
         else:
-            self._deferred.pop(key, None)
-            self._deferred[key] = (sql, params)
+            self._batch.defer(key, sql, params)
+
+    def notify(self, cursor: Cursor[Any], channel: str, payload: str) -> None:
+        """Sends a notification on commit; a batch sends each payload once, in one statement."""
+        if self._batch is None:
+            cursor.execute("SELECT pg_notify(%s, %s)", (channel, payload))
+        else:
+            self._batch.notify(channel, payload)
 
     def record(self, tracking: Tracking, statements: Sequence[Statement]) -> None:
         """Applies the statements and moves the tracking position, atomically."""
@@ -97,7 +103,7 @@ class SqlView(PostgresTrackingRecorder):
         whole transaction rolls back and the view is left as it was.
         """
         if self._batch is not None:
-            work(self._batch)
+            work(cast(Cursor[Any], self._batch))
             self._batch_tracking = tracking
             return
         with self.datastore.transaction(commit=True) as cursor:
@@ -153,8 +159,10 @@ class _CursorPerStatement:
     In a pipeline, a cursor that ran several statements fetches the first of their results, not
     the last; with one cursor per statement, a read always gets its own statement's rows.
     Consecutive executions of the same SQL are sent together (`executemany`), in order, before
-    anything else, so the effect is that of running them one by one. Appended rows wait for
-    the next read (a SELECT, or any statement not given as text) or the end.
+    anything else, so the effect is that of running them one by one. Deferred statements and
+    appended rows wait for the next read (a SELECT, or any statement not given as text) or the
+    end; deferred ones are then sent together by SQL, and notifications with one statement a
+    channel.
     """
 
     def __init__(self, connection: Connection[Any]) -> None:
@@ -162,6 +170,8 @@ class _CursorPerStatement:
         self._last: Cursor[Any] | None = None
         self._run_sql: Any = None
         self._run: list[Any] = []
+        self._deferred: dict[Hashable, tuple[str, Params]] = {}
+        self._notifications: dict[str, dict[str, None]] = {}  # payloads in order, once each
         self._appended: dict[tuple[str, tuple[str, ...]], list[Sequence[Any]]] = {}
         self._pipeline = ExitStack()
 
@@ -174,6 +184,13 @@ class _CursorPerStatement:
 
     def append(self, table: str, columns: tuple[str, ...], row: Sequence[Any]) -> None:
         self._appended.setdefault((table, columns), []).append(row)
+
+    def defer(self, key: Hashable, sql: str, params: Params) -> None:
+        self._deferred.pop(key, None)  # the replacement goes last
+        self._deferred[key] = (sql, params)
+
+    def notify(self, channel: str, payload: str) -> None:
+        self._notifications.setdefault(channel, {})[payload] = None
 
     def execute(self, query: Any, params: Any = None, **options: Any) -> _CursorPerStatement:
         if options or not isinstance(query, str) or _is_read(query):
@@ -193,8 +210,9 @@ class _CursorPerStatement:
         self._last.executemany(query, params_seq, **options)
 
     def flush_all(self) -> None:
-        """Sends the run of statements held back, then the appended rows."""
+        """Sends the run of statements held back, the deferred ones, then the appended rows."""
         self.flush()
+        self._send_deferred()
         if not self._appended:
             return
         appended, self._appended = self._appended, {}
@@ -207,6 +225,16 @@ class _CursorPerStatement:
                 for row in rows:
                     copy.write_row(row)
         self._pipeline.enter_context(self._connection.pipeline())
+
+    def _send_deferred(self) -> None:
+        by_sql: dict[str, list[Any]] = {}
+        for sql, params in self._deferred.values():
+            by_sql.setdefault(sql, []).append(_called(params))
+        for channel, payloads in self._notifications.items():
+            by_sql.setdefault(_NOTIFY_ALL, []).append((channel, list(payloads)))
+        self._deferred, self._notifications = {}, {}
+        for sql, params_seq in by_sql.items():
+            self.executemany(sql, params_seq)
 
     def flush(self) -> None:
         """Sends the run of statements held back."""
@@ -228,6 +256,13 @@ class _CursorPerStatement:
         self.flush()
         assert self._last is not None, "fetch before any statement"
         return self._last.fetchall()
+
+
+_NOTIFY_ALL = "SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload"
+
+
+def _called(params: Params) -> Any:
+    return params() if callable(params) else params
 
 
 def _is_read(query: str) -> bool:

@@ -9,7 +9,7 @@ same positions and a billing system's cursor stays valid.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,7 +28,7 @@ from domain.meter import energy_registers
 from domain.tariffs import Prices, Tariff
 from domain.transaction import Transaction
 from projections.base import SqlView, append
-from projections.reports import keep_and_summarize, no_reports_yet
+from projections.reports import keep_reported, no_reports_yet
 
 FEED_COLUMNS = """feed_position, session_id, version, reason, priced_at, station_id,
     transaction_id, evse_id, connector_id, id_token, token_type, started_at, stopped_at,
@@ -149,13 +149,14 @@ class _Ledger:
     """The work of one event, inside the projection's transaction.
 
     Sessions and tariffs are kept in memory once read or written, so an event costs writes
-    only. Every write goes to the tables at once (nothing is deferred), so whatever memory
+    only. Every write reaches the tables before the batch reads anything, so whatever memory
     forgets can be read back from them, even in the middle of a batch.
     """
 
-    def __init__(self, cursor: Cursor[Any], kept: MutableMapping[Any, Any]) -> None:
+    def __init__(self, cursor: Cursor[Any], view: BillingView) -> None:
         self.cursor = cursor
-        self._kept = kept
+        self._view = view
+        self._kept = view.kept
 
     def open(self, session_id: UUID, **columns: Any) -> _Session:
         row = {"session_id": session_id, **dict.fromkeys(_SESSION_FIELDS), **columns}
@@ -179,7 +180,9 @@ class _Ledger:
         if all(session.row[name] == value for name, value in columns.items()):
             return
         session.row.update(columns)
-        self.cursor.execute(_UPDATE_SESSION, session.row)
+        # The row is written whole, so only a batch's last update of a session is sent.
+        key = ("session", session.row["session_id"])
+        self._view.defer(self.cursor, key, _UPDATE_SESSION, dict(session.row))
 
     def add_samples(
         self, session: _Session, samples: Iterable[tuple[Any, Decimal | int | None]]
@@ -332,7 +335,7 @@ class BillingProjection(Projection[BillingView]):
         self.view.record(tracking, [])
 
     def _ledger(self, cursor: Cursor[Any]) -> _Ledger:
-        return _Ledger(cursor, self.view.kept)
+        return _Ledger(cursor, self.view)
 
     @process_event.register
     def _(self, event: Tariff.Created, tracking: Tracking) -> None:
@@ -441,9 +444,8 @@ class BillingProjection(Projection[BillingView]):
     @process_event.register
     def _(self, event: Transaction.EventReported, tracking: Tracking) -> None:
         def work(cursor: Cursor[Any]) -> None:
-            summary = keep_and_summarize(
-                cursor, "billing_reports", "session_id", event, self.view.kept
-            )
+            fold = keep_reported(cursor, "billing_reports", "session_id", event, self.view.kept)
+            summary = fold.summary()
             ledger = self._ledger(cursor)
             if (session := ledger.session(event.originator_id)) is None:
                 return

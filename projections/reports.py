@@ -14,7 +14,7 @@ from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
 from domain.transaction import REPORT_FIELDS, Transaction
-from domain.transaction_events import Fold, ReportedEvent, Summary
+from domain.transaction_events import Fold, ReportedEvent
 from projections.base import append
 
 
@@ -23,14 +23,15 @@ def no_reports_yet(table: str, key: UUID, kept: MutableMapping[Any, Any]) -> Non
     kept[_memo(table, key)] = Fold()
 
 
-def keep_and_summarize(
+def keep_reported(
     cursor: Cursor[Any],
     table: str,
     key_column: str,
     event: Transaction.EventReported,
     kept: MutableMapping[Any, Any],
-) -> Summary:
-    """Stores what the event says in `table` (keyed by `key_column`); returns the summary.
+) -> Fold:
+    """Stores what the event says in `table` (keyed by `key_column`); returns the transaction's
+    fold, with the event in it.
 
     The events of a transaction already read are found in `kept`, so each event costs one
     write, not a read of all the others.
@@ -50,7 +51,7 @@ def keep_and_summarize(
         row = (key, event.seq_no, Jsonb(reported.to_record()))
         append(cursor, table, (key_column, "seq_no", "reported"), row)
     kept[memo] = fold
-    return fold.summary()
+    return fold
 
 
 def _memo(table: str, key: UUID) -> tuple[str, str, UUID]:

@@ -48,7 +48,6 @@ class StationStatusView(SqlView):
 
 # Tells API nodes (GraphQL subscriptions) that a station's row changed; sent on commit.
 CHANGED_CHANNEL = "csms_station_changed"
-_NOTIFY = f"SELECT pg_notify('{CHANGED_CHANNEL}', %(id)s::text)"
 
 
 _REGISTER = """
@@ -100,7 +99,7 @@ class StationStatusProjection(Projection[StationStatusView]):
             for sql, params in statements:
                 cursor.execute(sql, params)  # type: ignore[arg-type]
             # Once per station and batch is enough: listeners read the row as committed.
-            self.view.defer(cursor, ("notify", station), _NOTIFY, {"id": station})
+            self.view.notify(cursor, CHANGED_CHANNEL, str(station))
 
         self.view.record_with(tracking, work)
 

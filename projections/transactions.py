@@ -18,7 +18,7 @@ from psycopg import Cursor
 from domain.meter import last_energy_register_wh
 from domain.transaction import Transaction
 from projections.base import SqlView
-from projections.reports import keep_and_summarize, no_reports_yet
+from projections.reports import keep_reported, no_reports_yet
 
 
 class TransactionsView(SqlView):
@@ -88,20 +88,20 @@ WHERE transaction_uuid = %(id)s"""
 def _fold_report(
     view: TransactionsView, event: Transaction.EventReported, cursor: Cursor[Any]
 ) -> None:
-    summary = keep_and_summarize(
-        cursor, "transaction_reports", "transaction_uuid", event, view.kept
-    )
-    view.defer(  # the row is the summary of every report so far: only the last one counts
-        cursor,
-        ("summary", event.originator_id),
-        _SUMMARY,
-        {
+    fold = keep_reported(cursor, "transaction_reports", "transaction_uuid", event, view.kept)
+
+    def row() -> dict[str, Any]:
+        summary = fold.summary()
+        return {
             **summary.__dict__,
             "energy_wh": summary.energy_wh,
             "id": event.originator_id,
             "at": event.timestamp,
-        },
-    )
+        }
+
+    # The row is the summary of every report so far: only the last one counts, and the
+    # summary is made once, when the row is written.
+    view.defer(cursor, ("summary", event.originator_id), _SUMMARY, row)
 
 
 class TransactionsProjection(Projection[TransactionsView]):

@@ -1,4 +1,5 @@
-"""The batching projection runner: a batch that fails leaves neither rows nor memory behind."""
+"""The batching projection runner: a batch that fails leaves neither rows nor memory behind, and
+what a batch holds back is in place before it reads."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from eventsourcing.persistence import Tracking
 from adapters.postgres import eventsourcing_env, open_store
 from adapters.projection_runner import BatchRunner
 from adapters.server import ensure_views
-from domain.commands import StartTransaction, StopTransaction
+from domain.commands import RecordMeterValues, StartTransaction, StopTransaction
+from domain.meter import MeterReading, SampledValue
 from domain.transaction import Transaction
+from projections.base import Kept
 from projections.billing import BillingProjection, BillingView
 from projections.transactions import TransactionsProjection, TransactionsView
 
@@ -22,6 +25,39 @@ T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 class Interrupted(Exception):
     pass
+
+
+def _start(station_id: str) -> StartTransaction:
+    return StartTransaction(
+        station_id=station_id,
+        fingerprint="fp-1",
+        evse_id=1,
+        connector_id=1,
+        id_token="TAG",
+        meter_start_wh=1_000,
+        started_at=T0,
+        reservation_id=None,
+        readings=[],
+        received_at=T0,
+    )
+
+
+def _stop(station_id: str, key: str) -> StopTransaction:
+    return StopTransaction(
+        station_id=station_id,
+        transaction_key=key,
+        stopped_at=T0 + timedelta(hours=1),
+        meter_stop_wh=5_500,
+        reason=None,
+        id_token=None,
+        readings=[],
+        received_at=T0 + timedelta(hours=1),
+    )
+
+
+def _stored(app: Any) -> list[tuple[int, Any]]:
+    stored = app.recorder.select_notifications(start=1, limit=100)
+    return [(n.id, app.mapper.to_domain_event(n)) for n in stored]
 
 
 def _store_a_finished_session(database_url: str) -> list[tuple[int, Any]]:
@@ -89,3 +125,52 @@ def test_a_failed_batch_is_applied_again_in_full(database_url: str) -> None:
         shown = conn.execute("SELECT energy_wh, stopped_at FROM transactions").fetchall()
     assert priced == [(1, 4_500)]
     assert shown == [(4_500, T0 + timedelta(hours=1))]
+
+
+def test_a_session_forgotten_within_a_batch_is_read_back_as_the_batch_left_it(
+    database_url: str,
+) -> None:
+    """Billing holds a session's row update back to the end of the batch; a read of the row
+    in between (the session fell out of memory) must see it."""
+    app = open_store(database_url)
+    try:
+        first = app.execute(_start("CS-A")).transaction_key
+        app.execute(_stop("CS-A", first))
+        app.execute(_start("CS-B"))  # pushes the first session out of a memory of one
+        late = MeterReading(T0 + timedelta(minutes=20), (SampledValue(value="5500", unit="Wh"),))
+        app.execute(RecordMeterValues("CS-A", 1, 1, first, [late.to_record()], T0))
+        stored = _stored(app)
+    finally:
+        app.close()
+    env = eventsourcing_env(database_url)
+    ensure_views(database_url, env)
+    with BatchRunner(env, BillingProjection, BillingView) as billing:
+        billing.view.kept = Kept(size=1)
+        in_one_batch = billing.step()
+    assert in_one_batch == 4, stored  # two starts, a stop, the late meter values
+    with psycopg.connect(database_url) as conn:
+        versions = conn.execute(
+            "SELECT version, reason, idle_seconds FROM charging_sessions "
+            "WHERE station_id = 'CS-A' ORDER BY version"
+        ).fetchall()
+    assert versions == [(1, "ended", 0), (2, "meter values came late", 2400)]
+
+
+def test_a_batch_notifies_each_payload_once_on_commit(database_url: str) -> None:
+    env = eventsourcing_env(database_url)
+    ensure_views(database_url, env)
+    with (
+        BatchRunner(env, TransactionsProjection, TransactionsView) as runner,
+        psycopg.connect(database_url, autocommit=True) as listener,
+    ):
+        listener.execute("LISTEN batch_test")
+
+        def work(cursor: Any) -> None:
+            for payload in ("a", "b", "a"):
+                runner.view.notify(cursor, "batch_test", payload)
+
+        with runner.view.batch():
+            runner.view.record_with(Tracking("CSMS", 1), work)
+            assert not list(listener.notifies(timeout=0.2)), "nothing before the commit"
+        received = [n.payload for n in listener.notifies(timeout=1, stop_after=3)]
+    assert received == ["a", "b"]
