@@ -162,7 +162,9 @@ class _Ledger:
         row = {"session_id": session_id, **dict.fromkeys(_SESSION_FIELDS), **columns}
         names = ", ".join(row)
         values = ", ".join(f"%({name})s" for name in row)
-        self.cursor.execute(f"INSERT INTO billing_transactions ({names}) VALUES ({values})", row)
+        # A copy: a batch may send the insert after the session's row has changed.
+        insert = f"INSERT INTO billing_transactions ({names}) VALUES ({values})"
+        self.cursor.execute(insert, dict(row))
         session = _Session(row, [], None)
         self._kept[("session", session_id)] = session
         return session

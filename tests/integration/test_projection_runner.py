@@ -144,10 +144,12 @@ def test_a_session_forgotten_within_a_batch_is_read_back_as_the_batch_left_it(
         app.close()
     env = eventsourcing_env(database_url)
     ensure_views(database_url, env)
+    first_start = next(n for n, event in stored if isinstance(event, Transaction.Started))
     with BatchRunner(env, BillingProjection, BillingView) as billing:
+        billing.step(until=first_start)  # the session's row is in its table
         billing.view.kept = Kept(size=1)
         in_one_batch = billing.step()
-    assert in_one_batch == 4, stored  # two starts, a stop, the late meter values
+    assert in_one_batch == 3, stored  # the stop, the second start, the late meter values
     with psycopg.connect(database_url) as conn:
         versions = conn.execute(
             "SELECT version, reason, idle_seconds FROM charging_sessions "
