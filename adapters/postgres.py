@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.utils import retry
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import tuple_row
 from psycopg.sql import SQL
 
 from adapters import api_tokens, files, frames
@@ -99,6 +100,14 @@ INSERT_EVENTS = SQL(
 )
 
 
+SELECT_NOTIFICATIONS = f"""
+SELECT notification_id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE}
+WHERE notification_id > %(after)s
+    AND notification_id <= coalesce(%(stop)s::bigint, 9223372036854775807)
+    AND (cardinality(%(topics)s::text[]) = 0 OR topic = ANY(%(topics)s))
+ORDER BY notification_id LIMIT %(limit)s"""
+
+
 class EventRecorder(PostgresApplicationRecorder):
     """eventsourcing's recorder, storing each batch through `csms_insert_events`."""
 
@@ -113,6 +122,38 @@ class EventRecorder(PostgresApplicationRecorder):
         with self.datastore.get_connection() as conn, conn.cursor() as cursor:
             cursor.execute(INSERT_EVENTS, columns, prepare=True)
             return [row["notification_id"] for row in cursor.fetchall()]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_notifications(
+        self,
+        start: int | None,
+        limit: int,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        *,
+        inclusive_of_start: bool = True,
+    ) -> list[Notification]:
+        """As eventsourcing's, with the five columns a notification has as plain tuples.
+
+        Projections read every event this way: the library's `SELECT *` into dicts also fetched
+        the two hashes of each event, and cost a projection a tenth of its time.
+        """
+        after = start if start is not None else 0
+        if start is not None and inclusive_of_start:
+            after -= 1
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as cursor,
+        ):
+            chosen = {"after": after, "stop": stop, "topics": list(topics), "limit": limit}
+            cursor.execute(SELECT_NOTIFICATIONS, chosen, prepare=True)
+            return [
+                Notification(
+                    id=id, originator_id=originator, originator_version=version, topic=topic,
+                    state=bytes(state),
+                )
+                for id, originator, version, topic, state in cursor.fetchall()
+            ]  # fmt: skip
 
 
 # Where `csms projections rebuild` asks the server running a projection to rebuild it.
