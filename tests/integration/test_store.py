@@ -1,4 +1,4 @@
-"""The stored events are immutable at the database level."""
+"""The stored events are immutable at the database level; transaction numbers are unique."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import psycopg
 import pytest
 from ocpp.v16 import call
 
+from adapters.postgres import NUMBER_BLOCK, NUMBER_SEQUENCE, open_store
 from tests.support import ServerProcess, eventually, station16, stored_events
 
 
@@ -32,3 +33,24 @@ async def test_the_store_refuses_to_change_or_delete_events(
         conn.rollback()
         after = conn.execute("SELECT count(*), max(notification_id) FROM csms_events").fetchone()
     assert before == after and before is not None and before[0] > 0
+
+
+def test_transaction_numbers_are_unique_across_processes_and_taken_in_blocks(
+    database_url: str,
+) -> None:
+    first, second = open_store(database_url), open_store(database_url)
+    try:
+        numbers = []
+        for _ in range(NUMBER_BLOCK + 10):  # each store runs past its first block
+            numbers += [first.unit_of_work().allocate_number()]
+            numbers += [second.unit_of_work().allocate_number()]
+        third = open_store(database_url)  # a process started later
+        numbers += [third.unit_of_work().allocate_number()]
+        third.close()
+    finally:
+        first.close()
+        second.close()
+    assert len(set(numbers)) == len(numbers), "no number given twice"
+    with psycopg.connect(database_url) as conn:
+        taken = conn.execute(f"SELECT last_value FROM {NUMBER_SEQUENCE}").fetchone()
+    assert taken == (5 * NUMBER_BLOCK,), "two blocks each, one for the third: a trip a block"
