@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError, StoredEvent
@@ -237,6 +238,7 @@ def open_store(database_url: str, pool_size: int = 4, accept_unknown_tokens: boo
             env,
             allocate_number=NumberBlocks(lambda: app),
             accept_unknown_tokens=accept_unknown_tokens,
+            read_many=lambda aggregate_ids: read_many(app, aggregate_ids),
         )
         conn.execute(GUARD_SQL)
         conn.execute(CHAIN_SQL)
@@ -246,6 +248,23 @@ def open_store(database_url: str, pool_size: int = 4, accept_unknown_tokens: boo
         conn.execute(frames.TABLE_SQL)
         conn.execute(REBUILD_REQUESTS_SQL)
     return app
+
+
+READ_MANY = f"""
+SELECT originator_id, originator_version, topic, state FROM {EVENTS_TABLE}
+WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"""
+
+
+def read_many(app: CSMS, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]:
+    """The stored events of several aggregates, in one round trip."""
+    datastore = app.recorder.datastore  # type: ignore[attr-defined]
+    with datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cursor:
+        cursor.execute(READ_MANY, (list(aggregate_ids),), prepare=True)
+        return [
+            StoredEvent(originator_id=originator, originator_version=version, topic=topic,
+                        state=bytes(state))
+            for originator, version, topic, state in cursor.fetchall()
+        ]  # fmt: skip
 
 
 class NumberBlocks:

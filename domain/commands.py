@@ -6,14 +6,16 @@ A command checks, then triggers events on aggregates held by a unit of work; it 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
 from domain.id_tokens import IdToken, TokenDecision, TokenStatus
-from domain.ids import id_token_uuid, transaction_start_uuid, transaction_uuid
+from domain.ids import id_token_uuid, station_uuid, transaction_start_uuid, transaction_uuid
 from domain.station import ChargingStation, ConnectorState
 from domain.transaction import REPORT_FIELDS, Transaction, TransactionStart
 from domain.unit_of_work import UnitOfWork
@@ -442,3 +444,27 @@ class ReceiveDataTransfer:
             timestamp=self.received_at,
         )
         return answer
+
+
+def likely(command: Command[Any]) -> Iterator[UUID]:
+    """The aggregates the command will most likely ask for, to read them ahead in one go.
+
+    Taken from the fields the commands have in common; a wrong guess costs a read, not a
+    wrong answer, since commands still ask for what they need.
+    """
+    if isinstance(command, AllOf):
+        for part in command.commands:
+            yield from likely(part)
+        return
+    station_id = getattr(command, "station_id", None)
+    if not isinstance(station_id, str):
+        return
+    yield station_uuid(station_id)
+    key = getattr(command, "transaction_key", None)
+    if isinstance(key, str):
+        yield transaction_uuid(station_id, key)
+    if isinstance(command, StartTransaction):
+        yield transaction_start_uuid(station_id, command.fingerprint)
+    token = getattr(command, "id_token", None)
+    if isinstance(token, str):
+        yield id_token_uuid(token)

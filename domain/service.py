@@ -5,21 +5,23 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, project_aggregate
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from domain.commands import Command
+from domain.commands import Command, likely
 from domain.unit_of_work import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# Reads the stored events of several aggregates in one go, each aggregate's in order.
+ReadMany = Callable[[Sequence[UUID]], Iterable[StoredEvent]]
 
 
 class CSMS(Application[UUID]):
@@ -32,13 +34,31 @@ class CSMS(Application[UUID]):
         env: Mapping[str, str] | None = None,
         allocate_number: Callable[[], int] | None = None,
         accept_unknown_tokens: bool = True,
+        read_many: ReadMany | None = None,
     ) -> None:
         super().__init__(env)
         self._allocate_number = allocate_number or itertools.count(1).__next__
         self.accept_unknown_tokens = accept_unknown_tokens
+        self._read_many = read_many
 
     def unit_of_work(self) -> UnitOfWork:
-        return UnitOfWork(self.repository, self._allocate_number, self.accept_unknown_tokens)
+        load_many = self._load_many if self._read_many else None
+        return UnitOfWork(
+            self.repository, self._allocate_number, self.accept_unknown_tokens, load_many
+        )
+
+    def _load_many(self, aggregate_ids: Sequence[UUID]) -> dict[UUID, Aggregate]:
+        """The aggregates found among these, each replayed from its stored events."""
+        assert self._read_many is not None
+        events: dict[UUID | str, list[Any]] = {}
+        for stored in self._read_many(aggregate_ids):
+            events.setdefault(stored.originator_id, []).append(self.mapper.to_domain_event(stored))
+        found: dict[UUID, Aggregate] = {}
+        for history in events.values():
+            aggregate: Aggregate | None = project_aggregate(None, history)
+            if aggregate is not None:
+                found[aggregate.id] = aggregate
+        return found
 
     def read_as_of(self, aggregate_id: UUID, moment: datetime) -> Any:
         """The aggregate replayed up to its last event recorded at or before the moment."""
@@ -78,6 +98,7 @@ class CSMS(Application[UUID]):
         """
         uow = self.unit_of_work()
         try:
+            uow.preload(aggregate_id for command in commands for aggregate_id in likely(command))
             results = [command.execute(uow) for command in commands]
             self._store(uow.changed())
         except Exception as error:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 from uuid import UUID
 
@@ -13,6 +13,8 @@ from domain.ids import station_uuid
 from domain.station import ChargingStation
 
 A = TypeVar("A", bound=Aggregate)
+# Reads several aggregates at once: those found, by id; an id left out has no events.
+LoadMany = Callable[[Sequence[UUID]], Mapping[UUID, Aggregate]]
 
 
 class UnitOfWork:
@@ -21,11 +23,46 @@ class UnitOfWork:
         repository: Repository[UUID],
         allocate_number: Callable[[], int],
         accept_unknown_tokens: bool = True,
+        load_many: LoadMany | None = None,
     ) -> None:
         self._repository = repository
         self._allocate_number = allocate_number
         self.accept_unknown_tokens = accept_unknown_tokens
+        self._load_many = load_many
         self._aggregates: dict[UUID, Aggregate | None] = {}
+
+    def preload(self, aggregate_ids: Iterable[UUID]) -> None:
+        """Reads in one go those of the aggregates that are neither held nor cached.
+
+        Commands ask for their aggregates one at a time; each that the cache misses (a station
+        never seen, a transaction just begun) would cost a read of its own, one after the other.
+        An aggregate read ahead and never asked for costs nothing more.
+        """
+        if self._load_many is None:
+            return
+        missing = [
+            aggregate_id
+            for aggregate_id in dict.fromkeys(aggregate_ids)
+            if aggregate_id not in self._aggregates and not self._cached(aggregate_id)
+        ]
+        if not missing:
+            return
+        found = self._load_many(missing)
+        cache = self._repository.cache
+        for aggregate_id in missing:
+            aggregate = self._aggregates[aggregate_id] = found.get(aggregate_id)
+            if aggregate is not None and cache is not None:
+                cache.put(aggregate_id, aggregate)
+
+    def _cached(self, aggregate_id: UUID) -> bool:
+        cache = self._repository.cache
+        if cache is None:
+            return False
+        try:
+            cache.get(aggregate_id)
+        except KeyError:
+            return False
+        return True
 
     def get(self, cls: type[A], aggregate_id: UUID) -> A | None:
         """The aggregate with this id, or None; loaded once per unit of work."""
