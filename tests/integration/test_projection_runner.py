@@ -64,34 +64,9 @@ def _store_a_finished_session(database_url: str) -> list[tuple[int, Any]]:
     """Its events with their positions."""
     app = open_store(database_url)
     try:
-        started = app.execute(
-            StartTransaction(
-                station_id="CS-1",
-                fingerprint="fp-1",
-                evse_id=1,
-                connector_id=1,
-                id_token="TAG",
-                meter_start_wh=1_000,
-                started_at=T0,
-                reservation_id=None,
-                readings=[],
-                received_at=T0,
-            )
-        )
-        app.execute(
-            StopTransaction(
-                station_id="CS-1",
-                transaction_key=started.transaction_key,
-                stopped_at=T0 + timedelta(hours=1),
-                meter_stop_wh=5_500,
-                reason=None,
-                id_token=None,
-                readings=[],
-                received_at=T0 + timedelta(hours=1),
-            )
-        )
-        stored = app.recorder.select_notifications(start=1, limit=100)
-        return [(n.id, app.mapper.to_domain_event(n)) for n in stored]
+        started = app.execute(_start("CS-1"))
+        app.execute(_stop("CS-1", started.transaction_key))
+        return _stored(app)
     finally:
         app.close()
 
