@@ -137,10 +137,10 @@ class EventRecorder(PostgresApplicationRecorder):
         *,
         inclusive_of_start: bool = True,
     ) -> list[Notification]:
-        """As eventsourcing's, with the five columns a notification has as plain tuples.
+        """As eventsourcing's, reading only the five columns a notification has, as tuples.
 
-        Projections read every event this way: the library's `SELECT *` into dicts also fetched
-        the two hashes of each event, and cost a projection a tenth of its time.
+        Projections read every event this way; the library's `SELECT *` into dicts also fetched
+        the two hashes of each event.
         """
         after = start if start is not None else 0
         if start is not None and inclusive_of_start:
@@ -255,6 +255,7 @@ SELECT originator_id, originator_version, topic, state FROM {EVENTS_TABLE}
 WHERE originator_id = ANY(%s) ORDER BY originator_id, originator_version"""
 
 
+@retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as a single read
 def read_many(app: CSMS, aggregate_ids: Sequence[UUID]) -> list[StoredEvent]:
     """The stored events of several aggregates, in one round trip."""
     datastore = app.recorder.datastore  # type: ignore[attr-defined]
