@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
@@ -137,15 +136,16 @@ class OcppGateway:
     def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
         if station_identity(request.path) is None:
             log.warning("refused connection to %r: not a valid station identity", request.path)
-            body = b"The URL must end with a station identity of 1-48 printable characters.\n"
-            headers = Headers([("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-            return Response(HTTPStatus.NOT_FOUND, "Not Found", headers, body)
+            return connection.respond(
+                HTTPStatus.NOT_FOUND,
+                "The URL must end with a station identity of 1-48 printable characters.\n",
+            )
         retry_after = self._admission()
         if retry_after is not None:
-            return self._refuse(retry_after)
+            return self._refuse(connection, retry_after)
         return None
 
-    def _refuse(self, retry_after: int) -> Response:
+    def _refuse(self, connection: ServerConnection, retry_after: int) -> Response:
         """503: the server is too far behind to take another station now."""
         self._refused += 1
         if time.monotonic() - self._warned_at >= REFUSALS_LOGGED_EVERY:
@@ -156,15 +156,12 @@ class OcppGateway:
                 retry_after,
             )
             self._refused, self._warned_at = 0, time.monotonic()
-        body = b"The server is busy; connect again after Retry-After seconds.\n"
-        headers = Headers(
-            [
-                ("Retry-After", str(retry_after)),
-                ("Content-Type", "text/plain"),
-                ("Content-Length", str(len(body))),
-            ]
+        response = connection.respond(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "The server is busy; connect again after Retry-After seconds.\n",
         )
-        return Response(HTTPStatus.SERVICE_UNAVAILABLE, "Service Unavailable", headers, body)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
 
     async def _serve_connection(self, websocket: ServerConnection) -> None:
         station_id = station_identity(websocket.request.path if websocket.request else "")
