@@ -162,7 +162,7 @@ class _CursorPerStatement:
     anything else, so the effect is that of running them one by one. Deferred statements and
     appended rows wait for the next read (a SELECT, or any statement not given as text) or the
     end; deferred ones are then sent together by SQL, and notifications with one statement a
-    channel.
+    channel. Parameters are read when sent, not when given: a caller must not change them after.
     """
 
     def __init__(self, connection: Connection[Any]) -> None:

@@ -162,7 +162,7 @@ class _Ledger:
         row = {"session_id": session_id, **dict.fromkeys(_SESSION_FIELDS), **columns}
         names = ", ".join(row)
         values = ", ".join(f"%({name})s" for name in row)
-        # A copy: a batch may send the insert after the session's row has changed.
+        # A copy: the batch reads parameters when it sends them, and the row changes on.
         insert = f"INSERT INTO billing_transactions ({names}) VALUES ({values})"
         self.cursor.execute(insert, dict(row))
         session = _Session(row, [], None)
