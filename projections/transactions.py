@@ -7,7 +7,11 @@ the domain's own rules, so its row does not depend on the order the events arriv
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
@@ -17,7 +21,7 @@ from psycopg import Cursor
 
 from domain.meter import last_energy_register_wh
 from domain.transaction import Transaction
-from projections.base import SqlView
+from projections.base import Params, SqlView
 from projections.reports import keep_reported, no_reports_yet
 
 
@@ -63,45 +67,66 @@ class TransactionsView(SqlView):
     )
 
 
-_INSERT = """
-INSERT INTO transactions (transaction_uuid, station_id, transaction_key, evse_id, connector_id,
-    id_token, started_at, meter_start_wh, energy_wh, updated_at)
-VALUES (%(id)s, %(station)s, %(key)s, %(evse)s, %(connector)s, %(token)s, %(started)s,
-    %(meter)s, CASE WHEN %(meter)s::bigint IS NULL THEN NULL ELSE 0 END, %(at)s)"""
+# Every change writes a transaction's whole row, so a batch sends only its last state.
+_COLUMNS = (
+    "transaction_uuid", "station_id", "transaction_key", "evse_id", "connector_id", "id_token",
+    "token_type", "started_at", "stopped_at", "stop_reason", "charging_state", "meter_start_wh",
+    "meter_stop_wh", "last_register_wh", "energy_wh", "missing_seq_nos", "offline", "updated_at",
+)  # fmt: skip
+_WRITE = (
+    f"INSERT INTO transactions ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(f'%({name})s' for name in _COLUMNS)}) "
+    f"ON CONFLICT (transaction_uuid) DO UPDATE SET ({', '.join(_COLUMNS[1:])}) "
+    f"= ({', '.join(f'EXCLUDED.{name}' for name in _COLUMNS[1:])})"
+)
+# The columns a station-numbered transaction's summary decides.
+_SUMMARISED = (
+    "evse_id", "connector_id", "id_token", "token_type", "started_at", "stopped_at",
+    "stop_reason", "charging_state", "meter_start_wh", "meter_stop_wh", "last_register_wh",
+    "energy_wh", "missing_seq_nos", "offline",
+)  # fmt: skip
+
+Row = dict[str, Any]
 
 
-_OPEN = """
-INSERT INTO transactions (transaction_uuid, station_id, transaction_key, updated_at)
-VALUES (%(id)s, %(station)s, %(key)s, %(at)s)"""
+class _Rows:
+    """The view's rows, kept in memory once read or written, each written whole.
 
-_SUMMARY = """
-UPDATE transactions SET evse_id = %(evse_id)s, connector_id = %(connector_id)s,
-    id_token = %(id_token)s, token_type = %(token_type)s, started_at = %(started_at)s,
-    stopped_at = %(stopped_at)s, stop_reason = %(stop_reason)s,
-    charging_state = %(charging_state)s, meter_start_wh = %(meter_start_wh)s,
-    meter_stop_wh = %(meter_stop_wh)s, last_register_wh = %(last_register_wh)s,
-    energy_wh = %(energy_wh)s, missing_seq_nos = %(missing_seq_nos)s, offline = %(offline)s,
-    updated_at = %(at)s
-WHERE transaction_uuid = %(id)s"""
+    A transaction's row is written once per batch however many of its events the batch holds,
+    so the further behind the view is (the larger its batches), the less each event costs.
+    """
+
+    def __init__(self, view: TransactionsView, cursor: Cursor[Any]) -> None:
+        self._view = view
+        self.cursor = cursor
+
+    def new(self, transaction_id: UUID, at: datetime, **columns: Any) -> Row:
+        row: Row = dict.fromkeys(_COLUMNS)
+        row |= {"transaction_uuid": transaction_id, "missing_seq_nos": [], "offline": False}
+        row |= columns
+        row["updated_at"] = at
+        self._view.kept[("row", transaction_id)] = row
+        return row
+
+    def get(self, transaction_id: UUID) -> Row | None:
+        row: Row | None = self._view.kept.get(("row", transaction_id))
+        if row is None:
+            self.cursor.execute(
+                "SELECT * FROM transactions WHERE transaction_uuid = %s", (transaction_id,)
+            )
+            row = self.cursor.fetchone()
+            if row is not None:
+                self._view.kept[("row", transaction_id)] = row
+        return row
+
+    def write(self, row: Row, params: Params | None = None) -> None:
+        """Writes the row as it is when the statement is sent (or as `params` makes it)."""
+        key = ("row", row["transaction_uuid"])
+        self._view.defer(self.cursor, key, _WRITE, row if params is None else params)
 
 
-def _fold_report(
-    view: TransactionsView, event: Transaction.EventReported, cursor: Cursor[Any]
-) -> None:
-    fold = keep_reported(cursor, "transaction_reports", "transaction_uuid", event, view.kept)
-
-    def row() -> dict[str, Any]:
-        summary = fold.summary()
-        return {
-            **summary.__dict__,
-            "energy_wh": summary.energy_wh,
-            "id": event.originator_id,
-            "at": event.timestamp,
-        }
-
-    # The row is the summary of every report so far: only the last one counts, and the
-    # summary is made once, when the row is written.
-    view.defer(cursor, ("summary", event.originator_id), _SUMMARY, row)
+def _less(end: Decimal | int | None, start: Decimal | int | None) -> Decimal | int | None:
+    return None if end is None or start is None else end - start
 
 
 class TransactionsProjection(Projection[TransactionsView]):
@@ -123,81 +148,94 @@ class TransactionsProjection(Projection[TransactionsView]):
 
     @process_event.register
     def _(self, event: Transaction.Started, tracking: Tracking) -> None:
-        self.view.record(
-            tracking,
-            [
-                (
-                    _INSERT,
-                    {
-                        "id": event.originator_id,
-                        "station": event.station_id,
-                        "key": event.transaction_key,
-                        "evse": event.evse_id,
-                        "connector": event.connector_id,
-                        "token": event.id_token,
-                        "started": event.started_at,
-                        "meter": event.meter_start_wh,
-                        "at": event.timestamp,
-                    },
-                )
-            ],
-        )
+        def work(rows: _Rows) -> None:
+            meter = event.meter_start_wh
+            row = rows.new(
+                event.originator_id,
+                event.timestamp,
+                station_id=event.station_id,
+                transaction_key=event.transaction_key,
+                evse_id=event.evse_id,
+                connector_id=event.connector_id,
+                id_token=event.id_token,
+                started_at=event.started_at,
+                meter_start_wh=meter,
+                energy_wh=None if meter is None else 0,
+            )
+            rows.write(row)
+
+        self._record(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.MeterValuesAdded, tracking: Tracking) -> None:
         register = last_energy_register_wh(event.readings)
-        statements = []
-        if register is not None:
+        if register is None:
+            self.view.record(tracking, [])
+            return
+
+        def work(rows: _Rows) -> None:
+            row = rows.get(event.originator_id)
+            if row is None:
+                return
+            row["last_register_wh"], row["updated_at"] = register, event.timestamp
             # While running, energy follows the register; once stopped, meterStop decides.
-            statements.append(
-                (
-                    "UPDATE transactions SET last_register_wh = %(wh)s, updated_at = %(at)s, "
-                    "energy_wh = CASE WHEN meter_stop_wh IS NULL THEN %(wh)s - meter_start_wh "
-                    "ELSE energy_wh END WHERE transaction_uuid = %(id)s",
-                    {"id": event.originator_id, "wh": register, "at": event.timestamp},
-                )
-            )
-        self.view.record(tracking, statements)
+            if row["meter_stop_wh"] is None:
+                row["energy_wh"] = _less(register, row["meter_start_wh"])
+            rows.write(row)
+
+        self._record(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.Stopped, tracking: Tracking) -> None:
-        self.view.record(
-            tracking,
-            [
-                (
-                    "UPDATE transactions SET stopped_at = %(stopped)s, stop_reason = %(reason)s, "
-                    "meter_stop_wh = %(meter)s, updated_at = %(at)s, energy_wh = "
-                    "COALESCE(%(meter)s::bigint, last_register_wh) - meter_start_wh "
-                    "WHERE transaction_uuid = %(id)s",
-                    {
-                        "id": event.originator_id,
-                        "stopped": event.stopped_at,
-                        "reason": event.reason,
-                        "meter": event.meter_stop_wh,
-                        "at": event.timestamp,
-                    },
-                )
-            ],
-        )
+        def work(rows: _Rows) -> None:
+            row = rows.get(event.originator_id)
+            if row is None:
+                return
+            row["stopped_at"], row["stop_reason"] = event.stopped_at, event.reason
+            row["meter_stop_wh"], row["updated_at"] = event.meter_stop_wh, event.timestamp
+            end = event.meter_stop_wh
+            row["energy_wh"] = _less(
+                row["last_register_wh"] if end is None else end, row["meter_start_wh"]
+            )
+            rows.write(row)
+
+        self._record(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.Opened, tracking: Tracking) -> None:
         no_reports_yet("transaction_reports", event.originator_id, self.view.kept)
-        self.view.record(
-            tracking,
-            [
-                (
-                    _OPEN,
-                    {
-                        "id": event.originator_id,
-                        "station": event.station_id,
-                        "key": event.transaction_key,
-                        "at": event.timestamp,
-                    },
-                )
-            ],
-        )
+
+        def work(rows: _Rows) -> None:
+            row = rows.new(
+                event.originator_id,
+                event.timestamp,
+                station_id=event.station_id,
+                transaction_key=event.transaction_key,
+            )
+            rows.write(row)
+
+        self._record(tracking, work)
 
     @process_event.register
     def _(self, event: Transaction.EventReported, tracking: Tracking) -> None:
-        self.view.record_with(tracking, lambda cursor: _fold_report(self.view, event, cursor))
+        def work(rows: _Rows) -> None:
+            fold = keep_reported(
+                rows.cursor, "transaction_reports", "transaction_uuid", event, self.view.kept
+            )
+            row = rows.get(event.originator_id)
+            if row is None:
+                return
+
+            def summarised() -> Row:
+                # The summary of every report so far, made once, when the row is written.
+                summary = fold.summary()
+                row.update({name: getattr(summary, name) for name in _SUMMARISED})
+                row["updated_at"] = event.timestamp
+                return row
+
+            rows.write(row, summarised)
+
+        self._record(tracking, work)
+
+    def _record(self, tracking: Tracking, work: Callable[[_Rows], None]) -> None:
+        self.view.record_with(tracking, lambda cursor: work(_Rows(self.view, cursor)))
