@@ -18,7 +18,11 @@ from eventsourcing.utils import Environment
 from domain.service import CSMS
 from projections.base import SqlView
 
-BATCH = 500
+# Events applied in one transaction at most. A view far behind (a rebuild, an overload) gets
+# full batches, and a full batch costs less per event: each transaction's row is written once
+# per batch, however many of its events the batch holds. Rebuilding transactions from 672,576
+# events: 5,581 and 6,104 events/s in batches of 500, 9,062 and 9,485 in batches of 5,000.
+BATCH = 5000
 
 
 def open_view(
