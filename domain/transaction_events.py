@@ -7,7 +7,7 @@ of events gives the same transaction however it was delivered.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -45,8 +45,18 @@ class ReportedEvent:
     @classmethod
     def of(cls, fields: Mapping[str, Any]) -> ReportedEvent:
         """From an event's fields, its `readings` included."""
-        registers = energy_registers(fields.get("readings", ()))
-        timed = sorted((at, wh) for at, _, wh in registers)
+        first = last = begin = end = None
+        for at, context, wh in energy_registers(fields.get("readings", ())):
+            timed = (at, wh)
+            if first is None or timed < first:
+                first = timed
+            if last is None or timed > last:
+                last = timed
+            # A context's register is its earliest one.
+            if context == BEGIN_CONTEXT and (begin is None or timed < begin):
+                begin = timed
+            elif context == END_CONTEXT and (end is None or timed < end):
+                end = timed
         return cls(
             seq_no=fields["seq_no"],
             kind=fields["kind"],
@@ -59,18 +69,18 @@ class ReportedEvent:
             charging_state=fields.get("charging_state"),
             stop_reason=fields.get("stop_reason"),
             reservation_id=fields.get("reservation_id"),
-            first_register=timed[0] if timed else None,
-            last_register=timed[-1] if timed else None,
-            begin_register=_in_context(registers, BEGIN_CONTEXT),
-            end_register=_in_context(registers, END_CONTEXT),
+            first_register=first,
+            last_register=last,
+            begin_register=None if begin is None else begin[1],
+            end_register=None if end is None else end[1],
         )
 
     def to_record(self) -> dict[str, Any]:
         """As plain JSON values, for a read model to keep."""
-        record = {name: getattr(self, name) for name in _REPORTED_FIELDS}  # plain values
+        record = dict(self.__dict__)  # the fields, in their order
         record["station_time"] = self.station_time.isoformat()
         for name in ("first_register", "last_register"):
-            register = getattr(self, name)
+            register = record[name]
             record[name] = [register[0].isoformat(), str(register[1])] if register else None
         for name in ("begin_register", "end_register"):
             record[name] = None if record[name] is None else str(record[name])
@@ -94,14 +104,6 @@ class ReportedEvent:
                 "end_register": number(record["end_register"]),
             }
         )
-
-
-_REPORTED_FIELDS = tuple(f.name for f in fields(ReportedEvent))
-
-
-def _in_context(registers: list[tuple[datetime, str, Decimal]], context: str) -> Decimal | None:
-    matching = sorted((at, wh) for at, ctx, wh in registers if ctx == context)
-    return matching[0][1] if matching else None
 
 
 @dataclass(frozen=True)

@@ -169,3 +169,35 @@ def test_gaps_are_counted_from_the_start_and_a_taken_number_is_refused() -> None
     assert fold.summary().missing_seq_nos == []
     with pytest.raises(ValueError, match="taken"):
         fold.add(ReportedEvent(4, "Updated", T0))
+
+
+_CONTEXTS = st.sampled_from(
+    ["Transaction.Begin", "Transaction.End", "Sample.Periodic", "Sample.Clock"]
+)
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), _CONTEXTS), max_size=8))
+def test_an_events_registers_are_its_earliest_and_latest_by_time_then_value(
+    readings: list[tuple[int, int, str]],
+) -> None:
+    # Few times and values, so that ties are common.
+    reported = ReportedEvent.of(
+        {
+            "seq_no": 1,
+            "kind": "Updated",
+            "station_time": T0,
+            "readings": [register(minutes, wh, context) for minutes, wh, context in readings],
+        }
+    )
+
+    timed = sorted((T0 + timedelta(minutes=m), Decimal(wh)) for m, wh, _ in readings)
+
+    def first_in(context: str) -> Decimal | None:
+        found = sorted((m, wh) for m, wh, c in readings if c == context)
+        return Decimal(found[0][1]) if found else None
+
+    assert reported.first_register == (timed[0] if timed else None)
+    assert reported.last_register == (timed[-1] if timed else None)
+    assert reported.begin_register == first_in("Transaction.Begin")
+    assert reported.end_register == first_in("Transaction.End")
+    assert ReportedEvent.from_record(reported.to_record()) == reported  # as a view keeps it
