@@ -3,6 +3,7 @@ what a batch holds back is in place before it reads."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -131,6 +132,37 @@ def test_a_session_forgotten_within_a_batch_is_read_back_as_the_batch_left_it(
             "WHERE station_id = 'CS-A' ORDER BY version"
         ).fetchall()
     assert versions == [(1, "ended", 0), (2, "meter values came late", 2400)]
+
+
+def test_a_transaction_forgotten_within_a_batch_is_read_back_as_the_batch_left_it(
+    database_url: str,
+) -> None:
+    """The transactions view holds each row's write back to the end of the batch; a row that
+    memory forgot in between must be read back with that write in it."""
+    app = open_store(database_url)
+    try:
+        key = app.execute(_start("CS-A")).transaction_key
+        reading = MeterReading(T0 + timedelta(minutes=20), (SampledValue(value="3000", unit="Wh"),))
+        app.execute(RecordMeterValues("CS-A", 1, 1, key, [reading.to_record()], T0))
+        app.execute(_start("CS-B"))  # pushes CS-A's row out of a memory of one
+        app.execute(replace(_stop("CS-A", key), meter_stop_wh=None))  # energy from the register
+        stored = _stored(app)
+    finally:
+        app.close()
+    env = eventsourcing_env(database_url)
+    ensure_views(database_url, env)
+    first_start = next(n for n, event in stored if isinstance(event, Transaction.Started))
+    with BatchRunner(env, TransactionsProjection, TransactionsView) as transactions:
+        transactions.step(until=first_start)
+        transactions.view.kept = Kept(size=1)  # as after a restart, and then some
+        in_one_batch = transactions.step()
+    assert in_one_batch == 3, stored  # the meter values, the second start, the stop
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT station_id, last_register_wh, energy_wh, stopped_at IS NOT NULL "
+            "FROM transactions ORDER BY station_id"
+        ).fetchall()
+    assert rows == [("CS-A", 3_000, 2_000, True), ("CS-B", None, 0, False)]
 
 
 def test_a_batch_notifies_each_payload_once_on_commit(database_url: str) -> None:
