@@ -61,6 +61,13 @@ def _stored(app: Any) -> list[tuple[int, Any]]:
     return [(n.id, app.mapper.to_domain_event(n)) for n in stored]
 
 
+def _views(database_url: str) -> dict[str, str]:
+    """The settings of a store whose views' tables are made."""
+    env = eventsourcing_env(database_url)
+    ensure_views(database_url, env)
+    return env
+
+
 def _store_a_finished_session(database_url: str) -> list[tuple[int, Any]]:
     """Its events with their positions."""
     app = open_store(database_url)
@@ -86,8 +93,7 @@ def _start_then_fail(runner: BatchRunner, stored: list[tuple[int, Any]]) -> None
 
 def test_a_failed_batch_is_applied_again_in_full(database_url: str) -> None:
     stored = _store_a_finished_session(database_url)
-    env = eventsourcing_env(database_url)
-    ensure_views(database_url, env)
+    env = _views(database_url)
     with BatchRunner(env, BillingProjection, BillingView) as billing:
         _start_then_fail(billing, stored)
         while billing.step():
@@ -118,8 +124,7 @@ def test_a_session_forgotten_within_a_batch_is_read_back_as_the_batch_left_it(
         stored = _stored(app)
     finally:
         app.close()
-    env = eventsourcing_env(database_url)
-    ensure_views(database_url, env)
+    env = _views(database_url)
     first_start = next(n for n, event in stored if isinstance(event, Transaction.Started))
     with BatchRunner(env, BillingProjection, BillingView) as billing:
         billing.step(until=first_start)  # the session's row is in its table
@@ -149,8 +154,7 @@ def test_a_transaction_forgotten_within_a_batch_is_read_back_as_the_batch_left_i
         stored = _stored(app)
     finally:
         app.close()
-    env = eventsourcing_env(database_url)
-    ensure_views(database_url, env)
+    env = _views(database_url)
     first_start = next(n for n, event in stored if isinstance(event, Transaction.Started))
     with BatchRunner(env, TransactionsProjection, TransactionsView) as transactions:
         transactions.step(until=first_start)
@@ -166,8 +170,7 @@ def test_a_transaction_forgotten_within_a_batch_is_read_back_as_the_batch_left_i
 
 
 def test_a_batch_notifies_each_payload_once_on_commit(database_url: str) -> None:
-    env = eventsourcing_env(database_url)
-    ensure_views(database_url, env)
+    env = _views(database_url)
     with (
         BatchRunner(env, TransactionsProjection, TransactionsView) as runner,
         psycopg.connect(database_url, autocommit=True) as listener,
