@@ -146,6 +146,14 @@ class Kept(OrderedDict[Any, Any]):
         self.move_to_end(key)
         return value
 
+    def get(self, key: Any, default: Any = None) -> Any:
+        # OrderedDict's own `get` does not go through `__getitem__`: it would not mark the
+        # entry used, and an entry read on every event would be forgotten as if unused.
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
     def __setitem__(self, key: Any, value: Any) -> None:
         super().__setitem__(key, value)
         self.move_to_end(key)

@@ -186,3 +186,12 @@ def test_a_batch_notifies_each_payload_once_on_commit(database_url: str) -> None
             assert not list(listener.notifies(timeout=0.2)), "nothing before the commit"
         received = [n.payload for n in listener.notifies(timeout=1, stop_after=3)]
     assert received == ["a", "b"]
+
+
+def test_a_views_memory_forgets_what_was_least_recently_read_or_written() -> None:
+    kept = Kept(size=2)
+    kept["a"], kept["b"] = 1, 2
+    assert kept.get("a") == 1  # a row read on every event must not be forgotten as unused
+    kept["c"] = 3
+    assert list(kept) == ["a", "c"]
+    assert kept.get("b") is None and kept.get("b", 0) == 0
