@@ -125,7 +125,14 @@ class _Rows:
         self._view.defer(self.cursor, key, _WRITE, row if params is None else params)
 
 
-def _less(end: Decimal | int | None, start: Decimal | int | None) -> Decimal | int | None:
+def _energy(row: Row) -> Decimal | int | None:
+    """Energy so far: the stop register (or, without one, the latest) minus the start; 0 while
+    running with no reading yet, unknown once stopped without either."""
+    start, end = row["meter_start_wh"], row["meter_stop_wh"]
+    if end is None:
+        end = row["last_register_wh"]
+    if end is None and row["stopped_at"] is None:
+        end = start
     return None if end is None or start is None else end - start
 
 
@@ -149,7 +156,6 @@ class TransactionsProjection(Projection[TransactionsView]):
     @process_event.register
     def _(self, event: Transaction.Started, tracking: Tracking) -> None:
         def work(rows: _Rows) -> None:
-            meter = event.meter_start_wh
             row = rows.new(
                 event.originator_id,
                 event.timestamp,
@@ -159,9 +165,9 @@ class TransactionsProjection(Projection[TransactionsView]):
                 connector_id=event.connector_id,
                 id_token=event.id_token,
                 started_at=event.started_at,
-                meter_start_wh=meter,
-                energy_wh=None if meter is None else 0,
+                meter_start_wh=event.meter_start_wh,
             )
+            row["energy_wh"] = _energy(row)
             rows.write(row)
 
         self._record(tracking, work)
@@ -178,9 +184,7 @@ class TransactionsProjection(Projection[TransactionsView]):
             if row is None:
                 return
             row["last_register_wh"], row["updated_at"] = register, event.timestamp
-            # While running, energy follows the register; once stopped, meterStop decides.
-            if row["meter_stop_wh"] is None:
-                row["energy_wh"] = _less(register, row["meter_start_wh"])
+            row["energy_wh"] = _energy(row)
             rows.write(row)
 
         self._record(tracking, work)
@@ -193,10 +197,7 @@ class TransactionsProjection(Projection[TransactionsView]):
                 return
             row["stopped_at"], row["stop_reason"] = event.stopped_at, event.reason
             row["meter_stop_wh"], row["updated_at"] = event.meter_stop_wh, event.timestamp
-            end = event.meter_stop_wh
-            row["energy_wh"] = _less(
-                row["last_register_wh"] if end is None else end, row["meter_start_wh"]
-            )
+            row["energy_wh"] = _energy(row)
             rows.write(row)
 
         self._record(tracking, work)
