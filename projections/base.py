@@ -170,7 +170,8 @@ class _CursorPerStatement:
     anything else, so the effect is that of running them one by one. Deferred statements and
     appended rows wait for the next read (a SELECT, or any statement not given as text) or the
     end; deferred ones are then sent together by SQL, and notifications with one statement a
-    channel. Parameters are read when sent, not when given: a caller must not change them after.
+    channel. Parameters are read when sent, not when given: what a caller changes in them
+    meanwhile is sent too.
     """
 
     def __init__(self, connection: Connection[Any]) -> None:

@@ -182,9 +182,9 @@ class _Ledger:
         if all(session.row[name] == value for name, value in columns.items()):
             return
         session.row.update(columns)
-        # The row is written whole, so only a batch's last update of a session is sent.
+        # The row is written whole, as it is when sent: only a batch's last update is sent.
         key = ("session", session.row["session_id"])
-        self._view.defer(self.cursor, key, _UPDATE_SESSION, dict(session.row))
+        self._view.defer(self.cursor, key, _UPDATE_SESSION, session.row)
 
     def add_samples(
         self, session: _Session, samples: Iterable[tuple[Any, Decimal | int | None]]
