@@ -69,10 +69,14 @@ class BatchRunner:
             inclusive_of_start=False,
         )
         if notifications:
+            # Looked up once: each lookup of a dispatching method builds a new wrapper.
+            process_event = self.projection.process_event
+            to_domain_event = self._app.mapper.to_domain_event
             with self.view.batch():
                 for notification in notifications:
-                    event = self._app.mapper.to_domain_event(notification)
-                    self.projection.process_event(event, Tracking(CSMS.name, notification.id))
+                    process_event(
+                        to_domain_event(notification), Tracking(CSMS.name, notification.id)
+                    )
         full = len(notifications) == self._batch
         self.position = notifications[-1].id if full else last
         return len(notifications)

@@ -91,6 +91,8 @@ def _replay(
         batch = app.recorder.select_notifications(start=start, limit=BATCH)
         if not batch:
             break
+        # Looked up once: each lookup of a dispatching method builds a new wrapper.
+        processors = [(p.topics, p.process_event) for p in projections]
         with contextlib.ExitStack() as in_one_transaction_each:
             for projection in projections:
                 in_one_transaction_each.enter_context(projection.view.batch())
@@ -100,9 +102,9 @@ def _replay(
                 if event.timestamp > until:
                     continue  # recorded after the instant: not known then
                 tracking = Tracking(app.name, notification.id)
-                for projection in projections:
-                    if not projection.topics or notification.topic in projection.topics:
-                        projection.process_event(event, tracking)
+                for topics, process_event in processors:
+                    if not topics or notification.topic in topics:
+                        process_event(event, tracking)
                 applied += 1
         progress(seen, total, time.monotonic() - started)
         start = batch[-1].id + 1
