@@ -121,6 +121,10 @@ _TYPES = (CALL, CALL_RESULT, CALL_ERROR)
 _TYPES_V21 = (*_TYPES, CALL_RESULT_ERROR, SEND)
 
 
+# One decoder for every frame: `json.loads` with an option builds a new one per call.
+_READ_JSON = json.JSONDecoder(parse_float=Decimal)
+
+
 def parse_frame(text: str | bytes, version: str) -> Frame:
     """A frame as a message, or RpcError saying why it is not one.
 
@@ -129,7 +133,10 @@ def parse_frame(text: str | bytes, version: str) -> Frame:
     """
     unreadable = Fault.FORMAT if version == "1.6" else Fault.RPC_FRAMEWORK
     try:
-        message = json.loads(text, parse_float=Decimal)
+        if isinstance(text, str):
+            message = _READ_JSON.decode(text)
+        else:
+            message = json.loads(text, parse_float=Decimal)  # it finds the bytes' encoding
     except (ValueError, UnicodeDecodeError) as error:
         raise RpcError(unreadable, f"frame is not valid JSON: {error}") from None
     if not isinstance(message, list) or not message:
