@@ -12,7 +12,6 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,14 +38,9 @@ MAX_BUFFERED = 200_000  # if the database is away this long, the oldest frames g
 PRUNE_SECONDS = 3600
 
 
-@dataclass(frozen=True)
-class Frame:
-    station_id: str
-    direction: str
-    at: datetime
-    message_id: str | None
-    action: str | None
-    frame: str
+# A journaled frame, as its row: station_id, direction, at, message_id, action, frame. A plain
+# tuple, since one is made for every frame in and out on the event loop.
+Frame = tuple[str, str, datetime, str | None, str | None, str]
 
 
 class FrameJournal:
@@ -67,9 +61,7 @@ class FrameJournal:
     ) -> None:
         if isinstance(text, bytes):
             text = text.decode("utf-8", errors="replace")
-        self._buffer.append(
-            Frame(station_id, direction, datetime.now(UTC), message_id, action, text)
-        )
+        self._buffer.append((station_id, direction, datetime.now(UTC), message_id, action, text))
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="frame-journal")
@@ -104,10 +96,7 @@ class FrameJournal:
             ) as copy,
         ):
             for frame in frames:
-                await copy.write_row(
-                    (frame.station_id, frame.direction, frame.at, frame.message_id,
-                     frame.action, frame.frame)
-                )  # fmt: skip
+                await copy.write_row(frame)
         for _ in frames:
             self._buffer.popleft()
 
