@@ -114,17 +114,11 @@ def _samples(readings: Iterable[Mapping[str, Any]]) -> list[tuple[Any, Decimal]]
     return [(at, wh) for at, _, wh in energy_registers(readings)]
 
 
-# The columns of billing_transactions that events change, all written at once, so that the
-# updates of consecutive events are one statement sent many times.
+# The columns of billing_transactions that events change.
 _SESSION_FIELDS = (
     "evse_id", "connector_id", "id_token", "token_type", "started_at", "stopped_at",
     "stop_reason",
 )  # fmt: skip
-_UPDATE_SESSION = (
-    "UPDATE billing_transactions SET "
-    + ", ".join(f"{name} = %({name})s" for name in _SESSION_FIELDS)
-    + " WHERE session_id = %(session_id)s"
-)
 _SAMPLE_COLUMNS = ("session_id", "at", "wh")
 # A session's energy samples are kept in memory up to this many; a longer session's are read
 # back from billing_samples when it is priced (at its end), so memory does not grow with it.
@@ -160,13 +154,9 @@ class _Ledger:
 
     def open(self, session_id: UUID, **columns: Any) -> _Session:
         row = {"session_id": session_id, **dict.fromkeys(_SESSION_FIELDS), **columns}
-        names = ", ".join(row)
-        values = ", ".join(f"%({name})s" for name in row)
-        # A copy: the batch reads parameters when it sends them, and the row changes on.
-        insert = f"INSERT INTO billing_transactions ({names}) VALUES ({values})"
-        self.cursor.execute(insert, dict(row))
         session = _Session(row, [], None)
         self._kept[("session", session_id)] = session
+        self._write(session)
         return session
 
     def session(self, session_id: UUID) -> _Session | None:
@@ -182,9 +172,14 @@ class _Ledger:
         if all(session.row[name] == value for name, value in columns.items()):
             return
         session.row.update(columns)
-        # The row is written whole, as it is when sent: only a batch's last update is sent.
-        key = ("session", session.row["session_id"])
-        self._view.defer(self.cursor, key, _UPDATE_SESSION, session.row)
+        self._write(session)
+
+    def _write(self, session: _Session) -> None:
+        # Written whole, as it is when sent: a batch sends only a session's last state.
+        row = session.row
+        self._view.write_row(
+            self.cursor, "billing_transactions", "session_id", row["session_id"], row
+        )
 
     def add_samples(
         self, session: _Session, samples: Iterable[tuple[Any, Decimal | int | None]]

@@ -73,12 +73,6 @@ _COLUMNS = (
     "token_type", "started_at", "stopped_at", "stop_reason", "charging_state", "meter_start_wh",
     "meter_stop_wh", "last_register_wh", "energy_wh", "missing_seq_nos", "offline", "updated_at",
 )  # fmt: skip
-_WRITE = (
-    f"INSERT INTO transactions ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(f'%({name})s' for name in _COLUMNS)}) "
-    f"ON CONFLICT (transaction_uuid) DO UPDATE SET ({', '.join(_COLUMNS[1:])}) "
-    f"= ({', '.join(f'EXCLUDED.{name}' for name in _COLUMNS[1:])})"
-)
 # The columns a station-numbered transaction's summary decides.
 _SUMMARISED = (
     "evse_id", "connector_id", "id_token", "token_type", "started_at", "stopped_at",
@@ -121,8 +115,9 @@ class _Rows:
 
     def write(self, row: Row, params: Params | None = None) -> None:
         """Writes the row as it is when the statement is sent (or as `params` makes it)."""
-        key = ("row", row["transaction_uuid"])
-        self._view.defer(self.cursor, key, _WRITE, row if params is None else params)
+        key = row["transaction_uuid"]
+        written = row if params is None else params
+        self._view.write_row(self.cursor, "transactions", "transaction_uuid", key, written)
 
 
 def _energy(row: Row) -> Decimal | int | None:

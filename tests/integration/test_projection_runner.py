@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import psycopg
 import pytest
@@ -195,3 +196,54 @@ def test_a_views_memory_forgets_what_was_least_recently_read_or_written() -> Non
     kept["c"] = 3
     assert list(kept) == ["a", "c"]
     assert kept.get("b") is None and kept.get("b", 0) == 0
+
+
+def test_a_row_written_whole_lands_as_last_written(database_url: str) -> None:
+    """Rows written whole are copied in at a batch's next read and at its end; the first batch
+    to write one fails here, taking the staging table it made with it."""
+    env = {**_views(database_url), "POSTGRES_MAX_OVERFLOW": "0"}  # one connection throughout
+    row_id = uuid4()
+
+    def row(key: str) -> dict[str, Any]:
+        return {
+            "transaction_uuid": row_id,
+            "station_id": "CS-1",
+            "transaction_key": key,
+            "updated_at": T0,
+        }
+
+    def shown(cursor: Any) -> list[str]:
+        cursor.execute("SELECT transaction_key FROM transactions")
+        return [found["transaction_key"] for found in cursor.fetchall()]
+
+    with BatchRunner(env, TransactionsProjection, TransactionsView) as runner:
+        view = runner.view
+
+        def write(cursor: Any, key: str) -> None:
+            view.write_row(cursor, "transactions", "transaction_uuid", row_id, lambda: row(key))
+
+        def written_then_read(cursor: Any) -> None:
+            write(cursor, "lost")
+            assert shown(cursor) == ["lost"]  # copied in, through a staging table made now
+
+        with pytest.raises(Interrupted), view.batch():
+            view.record_with(Tracking("CSMS", 1), written_then_read)
+            raise Interrupted
+        seen_within: list[list[str]] = []
+
+        def twice(cursor: Any) -> None:
+            write(cursor, "first")
+            seen_within.append(shown(cursor))
+            write(cursor, "second")
+
+        with view.batch():
+            view.record_with(Tracking("CSMS", 2), twice)
+        with psycopg.connect(database_url) as conn:
+            after_batch = conn.execute(
+                "SELECT transaction_key, missing_seq_nos, offline FROM transactions"
+            ).fetchall()
+            view.record_with(Tracking("CSMS", 3), lambda cursor: write(cursor, "unbatched"))
+            unbatched = conn.execute("SELECT transaction_key FROM transactions").fetchall()
+    assert seen_within == [["first"]]
+    assert after_batch == [("second", [], False)]  # the columns not written keep their defaults
+    assert unbatched == [("unbatched",)]
