@@ -228,7 +228,11 @@ def digest(content: dict[str, Any]) -> int:
     Held in memory only, and compared within one process (str hashes are salted per process).
     Values compare as the station wrote them: 1 and 1.0 differ, as two dates in other offsets.
     """
-    return hash(json.dumps(content, sort_keys=True, separators=(",", ":"), default=str))
+    return hash(_CANONICAL_JSON.encode(content))
+
+
+# One encoder for every digest: `json.dumps` with options builds a new one per call.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 
 
 _BASE_FIELDS = {field.name for field in dataclasses.fields(Aggregate.Event)}
