@@ -10,19 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
 from domain.service import CSMS
-from projections.base import SqlView
+from projections.base import History, SqlView
 
 # Events applied in one transaction at most. A view far behind (a rebuild, an overload) gets
 # full batches, and a full batch costs less per event: each transaction's row is written once
 # per batch, however many of its events the batch holds. Rebuilding transactions from 672,576
 # events: 5,581 and 6,104 events/s in batches of 500, 9,062 and 9,485 in batches of 5,000.
 BATCH = 5000
+
+
+def history_of(app: CSMS) -> History:
+    """What a view reads a forgotten aggregate's events with: the store's, before a version."""
+
+    def history(aggregate_id: UUID, version: int) -> list[Any]:
+        stored = app.recorder.select_events(aggregate_id, lte=version - 1)
+        return [app.mapper.to_domain_event(event) for event in stored]
+
+    return history
 
 
 def open_view(
@@ -48,6 +59,7 @@ class BatchRunner:
         settings = {**env, "CSMS_CREATE_TABLE": "n", "CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
         self._app = CSMS(settings)
         self._factory, self.view = open_view(settings, projection, view)
+        self.view.history = history_of(self._app)
         self.projection = projection(view=self.view)
         self._batch = batch
         # Where reading resumes: past the last event applied, or past the last one scanned when

@@ -20,7 +20,7 @@ from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Composed, Identifier
 
 from adapters.postgres import EVENTS_TABLE
-from adapters.projection_runner import open_view
+from adapters.projection_runner import history_of, open_view
 from domain.service import CSMS
 from projections.base import SqlView
 
@@ -45,6 +45,8 @@ def replay_until(
     _new_schema(database_url, schema)
     projections = [_projection(database_url, env, p, v, schema) for p, v in registered]
     app = CSMS({**env, "CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"})
+    for projection in projections:
+        projection.view.history = history_of(app)
     try:
         return _replay(app, projections, until, _stored(database_url), progress)
     finally:

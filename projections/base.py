@@ -6,6 +6,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any, cast
+from uuid import UUID
 
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
@@ -17,6 +18,9 @@ Statement = tuple[str, dict[str, Any]]
 Work = Callable[[Cursor[Any]], None]
 # A statement's parameters, or a function that gives them when the statement is sent.
 Params = Any | Callable[[], Any]
+# An aggregate's stored events before a version, oldest first: given to a view by whoever runs
+# its projection, for what the view does not keep.
+History = Callable[[UUID, int], Sequence[Any]]
 
 
 class SqlView(PostgresTrackingRecorder):
@@ -25,6 +29,8 @@ class SqlView(PostgresTrackingRecorder):
     tables: Sequence[str] = ()
     # Where unqualified table names resolve; set to build the view in another schema.
     search_path: str | None = None
+    # The store's history of an aggregate, set by whoever runs the projection.
+    history: History | None = None
 
     def __init__(self, datastore: PostgresDatastore, **kwargs: Any) -> None:
         super().__init__(datastore, **kwargs)

@@ -186,10 +186,9 @@ async def stored_events(database_url: str, station_id: str, name: str) -> list[d
 
 # Every projection's tables, to compare a view built one way with one built another.
 PROJECTION_TABLES = (
-    "station_status", "connector_status", "transactions", "transaction_reports",
-    "station_variables", "remote_commands", "id_tokens", "billing_tariffs",
-    "billing_transactions", "billing_reports", "billing_samples", "charging_sessions",
-    "event_log", "event_log_aggregates",
+    "station_status", "connector_status", "transactions", "station_variables",
+    "remote_commands", "id_tokens", "billing_tariffs", "billing_transactions",
+    "billing_samples", "charging_sessions", "event_log", "event_log_aggregates",
 )  # fmt: skip
 
 

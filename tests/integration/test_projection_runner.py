@@ -21,6 +21,9 @@ from domain.transaction import Transaction
 from projections.base import Kept
 from projections.billing import BillingProjection, BillingView
 from projections.transactions import TransactionsProjection, TransactionsView
+from tests.domain.test_transaction_events import T0 as EVENT_T0
+from tests.domain.test_transaction_events import event as tx_event
+from tests.domain.test_transaction_events import register
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -247,3 +250,44 @@ def test_a_row_written_whole_lands_as_last_written(database_url: str) -> None:
     assert seen_within == [["first"]]
     assert after_batch == [("second", [], False)]  # the columns not written keep their defaults
     assert unbatched == [("unbatched",)]
+
+
+def test_a_view_that_forgot_a_station_numbered_transaction_folds_it_from_the_store(
+    database_url: str,
+) -> None:
+    """A 2.x transaction's earlier events are read from the store when a view does not have
+    them in memory (after a restart): its row and its price still count them."""
+    app = open_store(database_url)
+    try:
+        for command in (
+            tx_event(0, "Started", evse_id=1, connector_id=1, id_token="CARD",
+                     readings=[register(0, 1000, "Transaction.Begin")]),
+            tx_event(1, "Updated"),
+            tx_event(2, "Ended", stop_reason="EVDisconnected",
+                     readings=[register(2, 1500, "Transaction.End")]),
+        ):  # fmt: skip
+            app.execute(command)
+        stored = _stored(app)
+    finally:
+        app.close()
+    env = _views(database_url)
+    updated = next(
+        n for n, e in stored if isinstance(e, Transaction.EventReported) and e.seq_no == 1
+    )
+    for projection, view in (
+        (TransactionsProjection, TransactionsView),
+        (BillingProjection, BillingView),
+    ):
+        with BatchRunner(env, projection, view) as before_the_restart:
+            before_the_restart.step(until=updated)
+        with BatchRunner(env, projection, view) as after_it:
+            assert after_it.step() == 1  # the end, with nothing in memory
+    with psycopg.connect(database_url) as conn:
+        shown = conn.execute(
+            "SELECT started_at, evse_id, id_token, energy_wh, stop_reason FROM transactions"
+        ).fetchone()
+        priced = conn.execute(
+            "SELECT started_at, id_token, energy_wh FROM charging_sessions"
+        ).fetchone()
+    assert shown == (EVENT_T0, 1, "CARD", 500, "EVDisconnected")
+    assert priced == (EVENT_T0, "CARD", 500)
