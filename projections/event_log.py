@@ -6,6 +6,7 @@ history queries can filter (by station, aggregate, type, time) and page with sta
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, MutableMapping
 from datetime import datetime
 from decimal import Decimal
@@ -24,7 +25,6 @@ _COLUMNS = (
     "position", "aggregate_id", "aggregate_type", "version", "event_type", "recorded_at",
     "station_id", "transaction_id", "data",
 )  # fmt: skip
-_JSON_SCALARS = frozenset({str, int, float, bool, type(None)})
 _BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
 
 
@@ -50,21 +50,23 @@ class EventLogView(SqlView):
     )
 
 
-def plain(value: Any) -> Any:
-    """JSON values: times as ISO text, decimals as text (every digit kept), ids as text."""
-    if type(value) in _JSON_SCALARS:  # most values: answered before any slower check
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+def _plain(value: Any) -> Any:
+    """What JSON does not know, as JSON values: times as ISO text, decimals as text (every digit
+    kept), ids as text, types by name."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, (Decimal, UUID)):
         return str(value)
+    if isinstance(value, Mapping):
+        return dict(value)
     if isinstance(value, type):
         return value.__qualname__
-    return value
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+# Encodes in C, asking `_plain` only about what JSON does not know (a walk in Python cost the
+# view a seventh of its time under load).
+_AS_JSON = json.JSONEncoder(default=_plain, separators=(",", ":")).encode
 
 
 def _names(event: Aggregate.Event) -> tuple[str, str]:
@@ -111,7 +113,7 @@ def _log(
                 (known["station_id"], known["transaction_id"]) if known else (None, None)
             )
         station_id, transaction_id = kept[event.originator_id]
-    data = {k: plain(v) for k, v in vars(event).items() if k not in _BOOKKEEPING}
+    data = {k: v for k, v in vars(event).items() if k not in _BOOKKEEPING}
     row = (
         tracking.notification_id,
         event.originator_id,
@@ -121,6 +123,6 @@ def _log(
         event.timestamp,
         station_id,
         transaction_id,
-        Jsonb(data),
+        Jsonb(data, dumps=_AS_JSON),
     )
     append(cursor, "event_log", _COLUMNS, row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import uuid4
 
@@ -17,9 +18,12 @@ from adapters.projection_runner import BatchRunner
 from adapters.server import ensure_views
 from domain.commands import RecordMeterValues, StartTransaction, StopTransaction
 from domain.meter import MeterReading, SampledValue
+from domain.operator_commands import CreateTariff
+from domain.tariffs import Prices
 from domain.transaction import Transaction
 from projections.base import Kept
 from projections.billing import BillingProjection, BillingView
+from projections.event_log import EventLogProjection, EventLogView
 from projections.transactions import TransactionsProjection, TransactionsView
 from tests.domain.test_transaction_events import T0 as EVENT_T0
 from tests.domain.test_transaction_events import event as tx_event
@@ -291,3 +295,28 @@ def test_a_view_that_forgot_a_station_numbered_transaction_folds_it_from_the_sto
         ).fetchone()
     assert shown == (EVENT_T0, 1, "CARD", 500, "EVDisconnected")
     assert priced == (EVENT_T0, "CARD", 500)
+
+
+def test_the_event_log_keeps_times_and_decimals_as_text(database_url: str) -> None:
+    tariff_id = uuid4()
+    app = open_store(database_url)
+    try:
+        day = Prices(energy_per_kwh=Decimal("0.30"))
+        app.execute(CreateTariff(tariff_id, "Day", "EUR", day, None, T0, None, "ops", T0))
+        app.execute(_start("CS-1"))
+    finally:
+        app.close()
+    with BatchRunner(_views(database_url), EventLogProjection, EventLogView) as log:
+        log.step()
+    with psycopg.connect(database_url) as conn:
+        created, started = (
+            conn.execute(
+                "SELECT data FROM event_log WHERE event_type = %s", (event_type,)
+            ).fetchone()
+            for event_type in ("Created", "Started")
+        )
+    assert created is not None and started is not None
+    assert created[0]["prices"]["energy_per_kwh"] == "0.30"  # every digit, as written
+    assert created[0]["valid_from"] == T0.isoformat()
+    assert started[0]["started_at"] == T0.isoformat()
+    assert "timestamp" not in started[0]  # the store's bookkeeping is in columns of its own
