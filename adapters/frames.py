@@ -33,6 +33,7 @@ CREATE INDEX IF NOT EXISTS ocpp_frames_by_station ON ocpp_frames (station_id, at
 CREATE INDEX IF NOT EXISTS ocpp_frames_by_time ON ocpp_frames (at)
 """
 
+_FRAME_TYPES = ("text", "text", "timestamptz", "text", "text", "text")
 FLUSH_SECONDS = 0.25
 MAX_BUFFERED = 200_000  # if the database is away this long, the oldest frames go first
 PRUNE_SECONDS = 3600
@@ -92,9 +93,11 @@ class FrameJournal:
             self._pool.connection() as conn,
             conn.cursor() as cursor,
             cursor.copy(
-                "COPY ocpp_frames (station_id, direction, at, message_id, action, frame) FROM STDIN"
+                "COPY ocpp_frames (station_id, direction, at, message_id, action, frame) "
+                "FROM STDIN (FORMAT BINARY)"
             ) as copy,
         ):
+            copy.set_types(_FRAME_TYPES)  # binary: a quarter of the text format's CPU a frame
             for frame in frames:
                 await copy.write_row(frame)
         for _ in frames:
