@@ -77,36 +77,6 @@ class ReportedEvent(NamedTuple):
             end_register=None if end is None else end[1],
         )
 
-    def to_record(self) -> dict[str, Any]:
-        """As plain JSON values, for a read model to keep."""
-        record = self._asdict()  # the fields, in their order
-        record["station_time"] = self.station_time.isoformat()
-        for name in ("first_register", "last_register"):
-            register = record[name]
-            record[name] = [register[0].isoformat(), str(register[1])] if register else None
-        for name in ("begin_register", "end_register"):
-            record[name] = None if record[name] is None else str(record[name])
-        return record
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> ReportedEvent:
-        def register(value: list[str] | None) -> Register | None:
-            return (datetime.fromisoformat(value[0]), Decimal(value[1])) if value else None
-
-        def number(value: str | None) -> Decimal | None:
-            return None if value is None else Decimal(value)
-
-        return cls(
-            **{
-                **record,
-                "station_time": datetime.fromisoformat(record["station_time"]),
-                "first_register": register(record["first_register"]),
-                "last_register": register(record["last_register"]),
-                "begin_register": number(record["begin_register"]),
-                "end_register": number(record["end_register"]),
-            }
-        )
-
 
 class Summary(NamedTuple):
     """What a transaction's events add up to (a named tuple: one is made per event)."""

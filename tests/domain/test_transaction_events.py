@@ -200,4 +200,3 @@ def test_an_events_registers_are_its_earliest_and_latest_by_time_then_value(
     assert reported.last_register == (timed[-1] if timed else None)
     assert reported.begin_register == first_in("Transaction.Begin")
     assert reported.end_register == first_in("Transaction.End")
-    assert ReportedEvent.from_record(reported.to_record()) == reported  # as a view keeps it
