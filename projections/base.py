@@ -189,6 +189,9 @@ class _Catalog:
                 (table,),
             )
             known = self._types[table] = dict(cursor.fetchall())
+        if missing := [name for name in columns if name not in known]:
+            # A view writing columns its DDL lacks, or a table an older version made.
+            raise LookupError(f"table {table} has no column {', '.join(missing)}")
         return [known[name] for name in columns]
 
     def staging(self, connection: Connection[Any], table: str) -> str:
