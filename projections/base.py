@@ -18,6 +18,8 @@ Statement = tuple[str, dict[str, Any]]
 Work = Callable[[Cursor[Any]], None]
 # A statement's parameters, or a function that gives them when the statement is sent.
 Params = Any | Callable[[], Any]
+# The column, or columns, of the key a row is written whole by.
+Key = str | tuple[str, ...]
 # An aggregate's stored events before a version, oldest first: given to a view by whoever runs
 # its projection, for what the view does not keep.
 History = Callable[[UUID, int], Sequence[Any]]
@@ -76,9 +78,10 @@ class SqlView(PostgresTrackingRecorder):
             statements.flush_all()
 
     def write_row(
-        self, cursor: Cursor[Any], table: str, key_column: str, key: Hashable, row: Params
+        self, cursor: Cursor[Any], table: str, key_columns: Key, key: Hashable, row: Params
     ) -> None:
-        """Writes a row whole: inserts it, or replaces the row with the same `key_column`.
+        """Writes a row whole: inserts it, or replaces the row with the same `key_columns` (a
+        column, or several: a primary or unique key).
 
         In a batch, only the last write of a row is sent, before the batch's next read or at
         its end, with the batch's other rows of the table in one COPY; outside a batch, now.
@@ -87,9 +90,9 @@ class SqlView(PostgresTrackingRecorder):
         """
         if self._batch is None:
             values = _called(row)
-            cursor.execute(_upsert(table, key_column, tuple(values)), values)
+            cursor.execute(_upsert(table, key_columns, tuple(values)), values)
         else:
-            self._batch.write_row(table, key_column, key, row)
+            self._batch.write_row(table, key_columns, key, row)
 
     def notify(self, cursor: Cursor[Any], channel: str, payload: str) -> None:
         """Sends a notification on commit; a batch sends each payload once, in one statement."""
@@ -232,7 +235,7 @@ class _CursorPerStatement:
         self._last: Cursor[Any] | None = None
         self._run_sql: Any = None
         self._run: list[Any] = []
-        self._rows: dict[tuple[str, Hashable], tuple[str, Params]] = {}
+        self._rows: dict[tuple[str, Hashable], tuple[Key, Params]] = {}
         self._notifications: dict[str, dict[str, None]] = {}  # payloads in order, once each
         self._appended: dict[tuple[str, tuple[str, ...]], list[Sequence[Any]]] = {}
         self._pipeline = ExitStack()
@@ -247,8 +250,8 @@ class _CursorPerStatement:
     def append(self, table: str, columns: tuple[str, ...], row: Sequence[Any]) -> None:
         self._appended.setdefault((table, columns), []).append(row)
 
-    def write_row(self, table: str, key_column: str, key: Hashable, row: Params) -> None:
-        self._rows[(table, key)] = (key_column, row)  # replaces what it wrote before
+    def write_row(self, table: str, key_columns: Key, key: Hashable, row: Params) -> None:
+        self._rows[(table, key)] = (key_columns, row)  # replaces what it wrote before
 
     def notify(self, channel: str, payload: str) -> None:
         self._notifications.setdefault(channel, {})[payload] = None
@@ -282,17 +285,17 @@ class _CursorPerStatement:
 
     def _copy_rows(self) -> None:
         """Copies rows in, in binary: a row costs a third of its INSERT's client CPU."""
-        written: dict[tuple[str, str, tuple[str, ...]], list[Sequence[Any]]] = {}
-        for (table, _), (key_column, params) in self._rows.items():
+        written: dict[tuple[str, Key, tuple[str, ...]], list[Sequence[Any]]] = {}
+        for (table, _), (key_columns, params) in self._rows.items():
             row = _called(params)
-            written.setdefault((table, key_column, tuple(row)), []).append(tuple(row.values()))
+            written.setdefault((table, key_columns, tuple(row)), []).append(tuple(row.values()))
         appended, self._rows, self._appended = self._appended, {}, {}
         upserts = []
         self._pipeline.close()  # COPY cannot run in a pipeline
-        for (table, key_column, columns), rows in written.items():
+        for (table, key_columns, columns), rows in written.items():
             staging = self._catalog.staging(self._connection, table)
             self._copy(table, staging, columns, rows)
-            upserts.append(_upsert(table, key_column, columns, staging))
+            upserts.append(_upsert(table, key_columns, columns, staging))
         for (table, columns), rows in appended.items():
             self._copy(table, table, columns, rows)
         self._pipeline.enter_context(self._connection.pipeline())
@@ -335,7 +338,7 @@ class _CursorPerStatement:
 
 
 def _upsert(
-    table: str, key_column: str, columns: Sequence[str], staging: str | None = None
+    table: str, key_columns: Key, columns: Sequence[str], staging: str | None = None
 ) -> Composed:
     """Inserts the row, or sets every column of the one with its key; from `staging` (moving
     its rows), or from the statement's parameters (named as its columns)."""
@@ -346,7 +349,8 @@ def _upsert(
     else:
         source = SQL("SELECT {} FROM moved").format(names)
         moved = SQL("WITH moved AS (DELETE FROM {} RETURNING *) ").format(Identifier(staging))
-    changed = [name for name in columns if name != key_column]
+    keys = (key_columns,) if isinstance(key_columns, str) else key_columns
+    changed = [name for name in columns if name not in keys]
     action = (
         SQL("DO UPDATE SET {}").format(
             SQL(", ").join(SQL("{0} = EXCLUDED.{0}").format(Identifier(name)) for name in changed)
@@ -355,7 +359,7 @@ def _upsert(
         else SQL("DO NOTHING")
     )
     return SQL("{}INSERT INTO {} ({}) {} ON CONFLICT ({}) {}").format(
-        moved, Identifier(table), names, source, Identifier(key_column), action
+        moved, Identifier(table), names, source, SQL(", ").join(map(Identifier, keys)), action
     )
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
@@ -13,7 +15,7 @@ from psycopg import Cursor
 from domain.ids import station_uuid
 from domain.remote import Operation, RemoteCommand
 from domain.station import ChargingStation
-from projections.base import SqlView, Statement
+from projections.base import SqlView
 
 
 class StationStatusView(SqlView):
@@ -49,31 +51,51 @@ class StationStatusView(SqlView):
 # Tells API nodes (GraphQL subscriptions) that a station's row changed; sent on commit.
 CHANGED_CHANNEL = "csms_station_changed"
 
+# Every column of a station's row: rows are kept in memory and written whole, once per batch.
+_STATION_COLUMNS = (
+    "station_uuid", "station_id", "vendor", "model", "serial_number", "firmware_version",
+    "registration_status", "connected", "protocol", "node", "connected_at", "disconnected_at",
+    "last_boot_at", "firmware_status", "log_upload_status", "registered_at", "updated_at",
+    "firmware_status_at", "firmware_location", "firmware_retrieve_at", "firmware_requested_at",
+    "firmware_requested_by",
+)  # fmt: skip
+_CONNECTOR_KEY = ("station_uuid", "evse_id", "connector_id")
 
-_REGISTER = """
-INSERT INTO station_status (station_uuid, station_id, registered_at, updated_at)
-VALUES (%(id)s, %(station_id)s, %(at)s, %(at)s)"""
-
-# One statement for the connector and its station's `updated_at`, the same for every status
-# change, so that a batch sends a run of them together.
-_UPSERT_CONNECTOR = """
-WITH connector AS (
-    INSERT INTO connector_status (station_uuid, evse_id, connector_id, status, error_code,
-        info, vendor_error_code, reported_at, updated_at)
-    VALUES (%(id)s, %(evse)s, %(connector)s, %(status)s, %(error)s, %(info)s,
-        %(vendor_error)s, %(reported)s, %(at)s)
-    ON CONFLICT (station_uuid, evse_id, connector_id) DO UPDATE SET
-        status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
-        vendor_error_code = EXCLUDED.vendor_error_code, reported_at = EXCLUDED.reported_at,
-        updated_at = EXCLUDED.updated_at)
-UPDATE station_status SET updated_at = %(at)s WHERE station_uuid = %(id)s"""
+Row = dict[str, Any]
+Change = Callable[[Row], None]
 
 
-def _update(columns: str, event: Any, **values: Any) -> Statement:
-    """Sets the columns and `updated_at` on the event's station row."""
-    assignments = ", ".join(filter(None, [columns, "updated_at = %(at)s"]))
-    sql = f"UPDATE station_status SET {assignments} WHERE station_uuid = %(id)s"
-    return sql, {"id": event.originator_id, "at": event.timestamp, **values}
+class _Stations:
+    """The view's station rows, kept in memory once read or written, each written whole.
+
+    A station's row is written once per batch however many of its events the batch holds (a
+    rebuild used to wait on one statement per status change)."""
+
+    def __init__(self, view: StationStatusView, cursor: Cursor[Any]) -> None:
+        self._view = view
+        self.cursor = cursor
+
+    def new(self, station: UUID, **columns: Any) -> Row:
+        row: Row = dict.fromkeys(_STATION_COLUMNS)
+        row |= {"station_uuid": station, "connected": False, **columns}
+        self._view.kept[("station", station)] = row
+        return row
+
+    def get(self, station: UUID) -> Row | None:
+        row: Row | None = self._view.kept.get(("station", station))
+        if row is None:
+            self.cursor.execute("SELECT * FROM station_status WHERE station_uuid = %s", (station,))
+            row = self.cursor.fetchone()
+            if row is not None:
+                self._view.kept[("station", station)] = row
+        return row
+
+    def write(self, row: Row) -> None:
+        """Writes the row as it is when sent, and tells listening nodes it changed (once per
+        station and batch is enough: listeners read the row as committed)."""
+        station = row["station_uuid"]
+        self._view.write_row(self.cursor, "station_status", "station_uuid", station, row)
+        self._view.notify(self.cursor, CHANGED_CHANNEL, str(station))
 
 
 class StationStatusProjection(Projection[StationStatusView]):
@@ -92,14 +114,18 @@ class StationStatusProjection(Projection[StationStatusView]):
         )
     )
 
-    def _record(self, tracking: Tracking, station: Any, statements: list[Statement]) -> None:
-        """Applies the statements and tells listening nodes the station changed."""
+    def _change(self, tracking: Tracking, event: Any, **columns: Any) -> None:
+        """Sets the columns and `updated_at` on the event's station row."""
+        columns["updated_at"] = event.timestamp
+        self._change_with(tracking, event.originator_id, lambda row: row.update(columns))
 
+    def _change_with(self, tracking: Tracking, station: UUID, change: Change) -> None:
         def work(cursor: Cursor[Any]) -> None:
-            for sql, params in statements:
-                cursor.execute(sql, params)  # type: ignore[arg-type]
-            # Once per station and batch is enough: listeners read the row as committed.
-            self.view.notify(cursor, CHANGED_CHANNEL, str(station))
+            stations = _Stations(self.view, cursor)
+            row = stations.get(station)
+            if row is not None:  # a station this view never saw registered: nothing to show
+                change(row)
+                stations.write(row)
 
         self.view.record_with(tracking, work)
 
@@ -109,99 +135,77 @@ class StationStatusProjection(Projection[StationStatusView]):
 
     @process_event.register
     def _(self, event: ChargingStation.Registered, tracking: Tracking) -> None:
-        self._record(
-            tracking,
-            event.originator_id,
-            [
-                (
-                    _REGISTER,
-                    {
-                        "id": event.originator_id,
-                        "station_id": event.station_id,
-                        "at": event.timestamp,
-                    },
-                )
-            ],
-        )
+        def work(cursor: Cursor[Any]) -> None:
+            stations = _Stations(self.view, cursor)
+            at = event.timestamp
+            station = event.originator_id
+            stations.write(
+                stations.new(station, station_id=event.station_id, registered_at=at, updated_at=at)
+            )
+
+        self.view.record_with(tracking, work)
 
     @process_event.register
     def _(self, event: ChargingStation.Connected, tracking: Tracking) -> None:
-        self._record(
+        self._change(
             tracking,
-            event.originator_id,
-            [
-                _update(
-                    "connected = true, protocol = %(protocol)s, node = %(node)s, "
-                    "connected_at = %(at)s",
-                    event,
-                    protocol=event.protocol,
-                    node=event.node,
-                )
-            ],
+            event,
+            connected=True,
+            protocol=event.protocol,
+            node=event.node,
+            connected_at=event.timestamp,
         )
 
     @process_event.register
     def _(self, event: ChargingStation.Disconnected, tracking: Tracking) -> None:
-        self._record(
-            tracking,
-            event.originator_id,
-            [_update("connected = false, disconnected_at = %(at)s", event)],
-        )
+        self._change(tracking, event, connected=False, disconnected_at=event.timestamp)
 
     @process_event.register
     def _(self, event: ChargingStation.Booted, tracking: Tracking) -> None:
-        self._record(
+        self._change(
             tracking,
-            event.originator_id,
-            [
-                _update(
-                    "vendor = %(vendor)s, model = %(model)s, serial_number = %(serial)s, "
-                    "firmware_version = %(firmware)s, registration_status = %(registration)s, "
-                    "last_boot_at = %(at)s",
-                    event,
-                    vendor=event.vendor,
-                    model=event.model,
-                    serial=event.serial_number,
-                    firmware=event.firmware_version,
-                    registration=event.registration_status,
-                )
-            ],
+            event,
+            vendor=event.vendor,
+            model=event.model,
+            serial_number=event.serial_number,
+            firmware_version=event.firmware_version,
+            registration_status=event.registration_status,
+            last_boot_at=event.timestamp,
         )
 
     @process_event.register
     def _(self, event: ChargingStation.ConnectorStatusChanged, tracking: Tracking) -> None:
-        self._record(
-            tracking,
-            event.originator_id,
-            [
-                (
-                    _UPSERT_CONNECTOR,
-                    {
-                        "id": event.originator_id,
-                        "evse": event.evse_id,
-                        "connector": event.connector_id,
-                        "status": event.status,
-                        "error": event.error_code,
-                        "info": event.info,
-                        "vendor_error": event.vendor_error_code,
-                        "reported": event.station_time,
-                        "at": event.timestamp,
-                    },
-                ),
-            ],
-        )
+        connector = {
+            "station_uuid": event.originator_id,
+            "evse_id": event.evse_id,
+            "connector_id": event.connector_id,
+            "status": event.status,
+            "error_code": event.error_code,
+            "info": event.info,
+            "vendor_error_code": event.vendor_error_code,
+            "reported_at": event.station_time,
+            "updated_at": event.timestamp,
+        }
+        key = tuple(connector[name] for name in _CONNECTOR_KEY)
+
+        def work(cursor: Cursor[Any]) -> None:
+            self.view.write_row(cursor, "connector_status", _CONNECTOR_KEY, key, connector)
+            stations = _Stations(self.view, cursor)
+            if (row := stations.get(event.originator_id)) is not None:
+                row["updated_at"] = event.timestamp
+                stations.write(row)
+
+        self.view.record_with(tracking, work)
 
     @process_event.register
     def _(self, event: ChargingStation.FirmwareStatusReported, tracking: Tracking) -> None:
-        statement = _update(
-            "firmware_status = %(s)s, firmware_status_at = %(at)s", event, s=event.status
+        self._change(
+            tracking, event, firmware_status=event.status, firmware_status_at=event.timestamp
         )
-        self._record(tracking, event.originator_id, [statement])
 
     @process_event.register
     def _(self, event: ChargingStation.LogUploadStatusReported, tracking: Tracking) -> None:
-        statement = _update("log_upload_status = %(s)s", event, s=event.status)
-        self._record(tracking, event.originator_id, [statement])
+        self._change(tracking, event, log_upload_status=event.status)
 
     @process_event.register
     def _(self, event: RemoteCommand.Requested, tracking: Tracking) -> None:
@@ -209,17 +213,11 @@ class StationStatusProjection(Projection[StationStatusView]):
         if event.operation != Operation.UPDATE_FIRMWARE:
             self.view.record(tracking, [])
             return
-        station = station_uuid(event.station_id)
-        sql = (
-            "UPDATE station_status SET firmware_location = %(location)s, "
-            "firmware_retrieve_at = %(retrieve_at)s, firmware_requested_at = %(at)s, "
-            "firmware_requested_by = %(by)s WHERE station_uuid = %(id)s"
-        )
-        params = {
-            "id": station,
-            "location": event.arguments.get("location"),
-            "retrieve_at": event.arguments.get("retrieve_at"),
-            "at": event.timestamp,
-            "by": event.requested_by,
+        requested = {
+            "firmware_location": event.arguments.get("location"),
+            "firmware_retrieve_at": event.arguments.get("retrieve_at"),
+            "firmware_requested_at": event.timestamp,
+            "firmware_requested_by": event.requested_by,
         }
-        self._record(tracking, station, [(sql, params)])
+        station = station_uuid(event.station_id)
+        self._change_with(tracking, station, lambda row: row.update(requested))

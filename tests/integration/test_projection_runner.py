@@ -16,14 +16,23 @@ from eventsourcing.persistence import Tracking
 from adapters.postgres import eventsourcing_env, open_store
 from adapters.projection_runner import BatchRunner
 from adapters.server import ensure_views
-from domain.commands import RecordMeterValues, StartTransaction, StopTransaction
+from domain.commands import (
+    ChangeConnectorStatus,
+    ConnectStation,
+    RecordBoot,
+    RecordMeterValues,
+    StartTransaction,
+    StopTransaction,
+)
 from domain.meter import MeterReading, SampledValue
 from domain.operator_commands import CreateTariff
+from domain.station import ChargingStation
 from domain.tariffs import Prices
 from domain.transaction import Transaction
 from projections.base import Kept
 from projections.billing import BillingProjection, BillingView
 from projections.event_log import EventLogProjection, EventLogView
+from projections.station_status import StationStatusProjection, StationStatusView
 from projections.transactions import TransactionsProjection, TransactionsView
 from tests.domain.test_transaction_events import T0 as EVENT_T0
 from tests.domain.test_transaction_events import event as tx_event
@@ -320,3 +329,32 @@ def test_the_event_log_keeps_times_and_decimals_as_text(database_url: str) -> No
     assert created[0]["valid_from"] == T0.isoformat()
     assert started[0]["started_at"] == T0.isoformat()
     assert "timestamp" not in started[0]  # the store's bookkeeping is in columns of its own
+
+
+def test_a_station_row_forgotten_is_read_back_before_it_is_written_whole(
+    database_url: str,
+) -> None:
+    """After a restart, a station's next event changes its row as the table has it."""
+    app = open_store(database_url)
+    try:
+        app.execute(ConnectStation("CS-1", "c1", "ocpp1.6", "node-a", None, T0))
+        booted_at = T0 + timedelta(seconds=1)
+        app.execute(RecordBoot("CS-1", "Acme", "X1", None, None, None, {}, 60, booted_at))
+        app.execute(ChangeConnectorStatus("CS-1", 1, 1, "Available", None, None, None, None, T0))
+        stored = _stored(app)
+    finally:
+        app.close()
+    env = _views(database_url)
+    booted = next(n for n, e in stored if isinstance(e, ChargingStation.Booted))
+    with BatchRunner(env, StationStatusProjection, StationStatusView) as before_the_restart:
+        before_the_restart.step(until=booted - 1)
+    with BatchRunner(env, StationStatusProjection, StationStatusView) as after_it:
+        assert after_it.step() >= 2  # the boot and the status, with nothing in memory
+    with psycopg.connect(database_url) as conn:
+        station = conn.execute(
+            "SELECT station_id, connected, protocol, vendor, registration_status, last_boot_at "
+            "FROM station_status"
+        ).fetchall()
+        connectors = conn.execute("SELECT evse_id, status FROM connector_status").fetchall()
+    assert station == [("CS-1", True, "ocpp1.6", "Acme", "Accepted", booted_at)]
+    assert connectors == [(1, "Available")]
