@@ -3,6 +3,7 @@ what a batch holds back is in place before it reads."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -83,6 +84,17 @@ def _views(database_url: str) -> dict[str, str]:
     env = eventsourcing_env(database_url)
     ensure_views(database_url, env)
     return env
+
+
+def _store(database_url: str, commands: Iterable[Any]) -> list[tuple[int, Any]]:
+    """Runs the commands on the store; its events with their positions."""
+    app = open_store(database_url)
+    try:
+        for command in commands:
+            app.execute(command)
+        return _stored(app)
+    finally:
+        app.close()
 
 
 def _store_a_finished_session(database_url: str) -> list[tuple[int, Any]]:
@@ -270,19 +282,26 @@ def test_a_view_that_forgot_a_station_numbered_transaction_folds_it_from_the_sto
 ) -> None:
     """A 2.x transaction's earlier events are read from the store when a view does not have
     them in memory (after a restart): its row and its price still count them."""
-    app = open_store(database_url)
-    try:
-        for command in (
-            tx_event(0, "Started", evse_id=1, connector_id=1, id_token="CARD",
-                     readings=[register(0, 1000, "Transaction.Begin")]),
+    stored = _store(
+        database_url,
+        [
+            tx_event(
+                0,
+                "Started",
+                evse_id=1,
+                connector_id=1,
+                id_token="CARD",
+                readings=[register(0, 1000, "Transaction.Begin")],
+            ),
             tx_event(1, "Updated"),
-            tx_event(2, "Ended", stop_reason="EVDisconnected",
-                     readings=[register(2, 1500, "Transaction.End")]),
-        ):  # fmt: skip
-            app.execute(command)
-        stored = _stored(app)
-    finally:
-        app.close()
+            tx_event(
+                2,
+                "Ended",
+                stop_reason="EVDisconnected",
+                readings=[register(2, 1500, "Transaction.End")],
+            ),
+        ],
+    )
     env = _views(database_url)
     updated = next(
         n for n, e in stored if isinstance(e, Transaction.EventReported) and e.seq_no == 1
@@ -335,15 +354,15 @@ def test_a_station_row_forgotten_is_read_back_before_it_is_written_whole(
     database_url: str,
 ) -> None:
     """After a restart, a station's next event changes its row as the table has it."""
-    app = open_store(database_url)
-    try:
-        app.execute(ConnectStation("CS-1", "c1", "ocpp1.6", "node-a", None, T0))
-        booted_at = T0 + timedelta(seconds=1)
-        app.execute(RecordBoot("CS-1", "Acme", "X1", None, None, None, {}, 60, booted_at))
-        app.execute(ChangeConnectorStatus("CS-1", 1, 1, "Available", None, None, None, None, T0))
-        stored = _stored(app)
-    finally:
-        app.close()
+    booted_at = T0 + timedelta(seconds=1)
+    stored = _store(
+        database_url,
+        [
+            ConnectStation("CS-1", "c1", "ocpp1.6", "node-a", None, T0),
+            RecordBoot("CS-1", "Acme", "X1", None, None, None, {}, 60, booted_at),
+            ChangeConnectorStatus("CS-1", 1, 1, "Available", None, None, None, None, T0),
+        ],
+    )
     env = _views(database_url)
     booted = next(n for n, e in stored if isinstance(e, ChargingStation.Booted))
     with BatchRunner(env, StationStatusProjection, StationStatusView) as before_the_restart:
