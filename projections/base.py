@@ -131,6 +131,46 @@ class SqlView(PostgresTrackingRecorder):
             cursor.execute(SQL("SET LOCAL search_path TO {}").format(Identifier(self.search_path)))
 
 
+Row = dict[str, Any]
+
+
+class WholeRows:
+    """A table's rows by their key, kept in the view's memory once read or written, each
+    written whole: once per batch however many of the batch's events change it, so the further
+    behind a view is (the larger its batches), the less each event costs. Subclasses name the
+    table and its key column."""
+
+    table: str
+    key_column: str
+
+    def __init__(self, view: SqlView, cursor: Cursor[Any]) -> None:
+        self.view = view
+        self.cursor = cursor
+
+    def keep(self, row: Row) -> Row:
+        """Keeps a row made in memory (a new one); write it to store it."""
+        self.view.kept[(self.table, row[self.key_column])] = row
+        return row
+
+    def get(self, key: Any) -> Row | None:
+        row: Row | None = self.view.kept.get((self.table, key))
+        if row is None:
+            # Table and column are our own constants, not input.
+            self.cursor.execute(
+                f'SELECT * FROM "{self.table}" WHERE "{self.key_column}" = %s', (key,)
+            )
+            row = self.cursor.fetchone()
+            if row is not None:
+                self.keep(row)
+        return row
+
+    def write(self, row: Row, params: Params | None = None) -> None:
+        """Writes the row as it is when sent (or as `params`, a function, then makes it)."""
+        key = row[self.key_column]
+        written = row if params is None else params
+        self.view.write_row(self.cursor, self.table, self.key_column, key, written)
+
+
 def append(cursor: Cursor[Any], table: str, columns: Sequence[str], row: Sequence[Any]) -> None:
     """Inserts a row into a table the projection only inserts into and reads with SELECT.
 

@@ -15,7 +15,7 @@ from psycopg import Cursor
 from domain.ids import station_uuid
 from domain.remote import Operation, RemoteCommand
 from domain.station import ChargingStation
-from projections.base import SqlView
+from projections.base import Params, Row, SqlView, WholeRows
 
 
 class StationStatusView(SqlView):
@@ -61,41 +61,24 @@ _STATION_COLUMNS = (
 )  # fmt: skip
 _CONNECTOR_KEY = ("station_uuid", "evse_id", "connector_id")
 
-Row = dict[str, Any]
 Change = Callable[[Row], None]
 
 
-class _Stations:
-    """The view's station rows, kept in memory once read or written, each written whole.
+class _Stations(WholeRows):
+    """The view's station rows, each written whole once per batch (a rebuild used to wait on
+    one statement per status change)."""
 
-    A station's row is written once per batch however many of its events the batch holds (a
-    rebuild used to wait on one statement per status change)."""
-
-    def __init__(self, view: StationStatusView, cursor: Cursor[Any]) -> None:
-        self._view = view
-        self.cursor = cursor
+    table, key_column = "station_status", "station_uuid"
 
     def new(self, station: UUID, **columns: Any) -> Row:
         row: Row = dict.fromkeys(_STATION_COLUMNS)
-        row |= {"station_uuid": station, "connected": False, **columns}
-        self._view.kept[("station", station)] = row
-        return row
+        return self.keep(row | {"station_uuid": station, "connected": False, **columns})
 
-    def get(self, station: UUID) -> Row | None:
-        row: Row | None = self._view.kept.get(("station", station))
-        if row is None:
-            self.cursor.execute("SELECT * FROM station_status WHERE station_uuid = %s", (station,))
-            row = self.cursor.fetchone()
-            if row is not None:
-                self._view.kept[("station", station)] = row
-        return row
-
-    def write(self, row: Row) -> None:
-        """Writes the row as it is when sent, and tells listening nodes it changed (once per
-        station and batch is enough: listeners read the row as committed)."""
-        station = row["station_uuid"]
-        self._view.write_row(self.cursor, "station_status", "station_uuid", station, row)
-        self._view.notify(self.cursor, CHANGED_CHANNEL, str(station))
+    def write(self, row: Row, params: Params | None = None) -> None:
+        """Writes the row, and tells listening nodes it changed (once per station and batch is
+        enough: listeners read the row as committed)."""
+        super().write(row, params)
+        self.view.notify(self.cursor, CHANGED_CHANNEL, str(row["station_uuid"]))
 
 
 class StationStatusProjection(Projection[StationStatusView]):

@@ -17,11 +17,10 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
-from psycopg import Cursor
 
 from domain.meter import last_energy_register_wh
 from domain.transaction import Transaction
-from projections.base import Params, SqlView
+from projections.base import Row, SqlView, WholeRows
 from projections.reports import fold_reported, no_reports_yet
 
 
@@ -77,44 +76,18 @@ _SUMMARISED = (
     "energy_wh", "missing_seq_nos", "offline",
 )  # fmt: skip
 
-Row = dict[str, Any]
 
+class _Rows(WholeRows):
+    """The view's transaction rows, each written whole once per batch."""
 
-class _Rows:
-    """The view's rows, kept in memory once read or written, each written whole.
-
-    A transaction's row is written once per batch however many of its events the batch holds,
-    so the further behind the view is (the larger its batches), the less each event costs.
-    """
-
-    def __init__(self, view: TransactionsView, cursor: Cursor[Any]) -> None:
-        self._view = view
-        self.cursor = cursor
+    table, key_column = "transactions", "transaction_uuid"
 
     def new(self, transaction_id: UUID, at: datetime, **columns: Any) -> Row:
         row: Row = dict.fromkeys(_COLUMNS)
         row |= {"transaction_uuid": transaction_id, "missing_seq_nos": [], "offline": False}
         row |= columns
         row["updated_at"] = at
-        self._view.kept[("row", transaction_id)] = row
-        return row
-
-    def get(self, transaction_id: UUID) -> Row | None:
-        row: Row | None = self._view.kept.get(("row", transaction_id))
-        if row is None:
-            self.cursor.execute(
-                "SELECT * FROM transactions WHERE transaction_uuid = %s", (transaction_id,)
-            )
-            row = self.cursor.fetchone()
-            if row is not None:
-                self._view.kept[("row", transaction_id)] = row
-        return row
-
-    def write(self, row: Row, params: Params | None = None) -> None:
-        """Writes the row as it is when the statement is sent (or as `params` makes it)."""
-        key = row["transaction_uuid"]
-        written = row if params is None else params
-        self._view.write_row(self.cursor, "transactions", "transaction_uuid", key, written)
+        return self.keep(row)
 
 
 def _energy(row: Row) -> Decimal | int | None:
