@@ -16,6 +16,7 @@ import psycopg
 
 from adapters import api_tokens, audit, export, replay
 from adapters import projection_admin as admin
+from adapters.collection import tune_garbage_collection
 from adapters.postgres import eventsourcing_env, start_embedded
 from adapters.projection_host import lock_key
 from adapters.server import (
@@ -24,7 +25,6 @@ from adapters.server import (
     Settings,
     configure_logging,
     serve,
-    tune_garbage_collection,
 )
 
 
@@ -224,6 +224,13 @@ def _projection_commands(commands: Any) -> None:
         help="rebuild a projection from the first event, with progress; servers keep serving",
     )
     rebuild.add_argument("name", help="the projection's name, as `csms projections` lists it")
+    rebuild.add_argument(
+        "--processes",
+        type=int,
+        help="processes that apply the events, each a share of the aggregates, for the "
+        "projections that allow it (transactions, billing, event_log) when no server runs "
+        f"them (default: one per core from {admin.PARALLEL_FROM:,} events, else one)",
+    )
     _database_options(rebuild, given_before=True)
 
 
@@ -304,7 +311,9 @@ def _projections(args: argparse.Namespace) -> int:
             )
             return 2
         projection, view = by_name[args.name]
-        count = admin.rebuild(url, env, projection, view, lock_key(projection), _progress_bar)
+        count = admin.rebuild(
+            url, env, projection, view, lock_key(projection), _progress_bar, args.processes
+        )
         print(f"rebuilt {args.name}: {count} events", file=sys.stderr)
         return 0
     print(f"{'projection':<18} {'position':>10} {'behind':>8}  runs")

@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import psycopg
@@ -111,6 +111,24 @@ WHERE notification_id > %(after)s
     AND (cardinality(%(topics)s::text[]) = 0 OR topic = ANY(%(topics)s))
 ORDER BY notification_id LIMIT %(limit)s"""
 
+# One share of the aggregates' events (by the last byte of their id; ids are name-based hashes,
+# so the shares come out even), and the events of shared topics if asked for.
+SELECT_SHARE = f"""
+SELECT notification_id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE}
+WHERE notification_id > %(after)s AND notification_id <= %(stop)s
+    AND (((cardinality(%(topics)s::text[]) = 0 OR topic = ANY(%(topics)s))
+            AND topic <> ALL(%(shared)s::text[])
+            AND get_byte(uuid_send(originator_id), 15) %% %(shares)s = %(share)s)
+        OR topic = ANY(%(with_shared)s::text[]))
+ORDER BY notification_id LIMIT %(limit)s"""
+
+
+class Share(NamedTuple):
+    """One of disjoint shares of the aggregates: every event of an aggregate is in one."""
+
+    number: int  # from 0
+    of: int
+
 
 class EventRecorder(PostgresApplicationRecorder):
     """eventsourcing's recorder, storing each batch through `csms_insert_events`."""
@@ -151,13 +169,47 @@ class EventRecorder(PostgresApplicationRecorder):
         ):
             chosen = {"after": after, "stop": stop, "topics": list(topics), "limit": limit}
             cursor.execute(SELECT_NOTIFICATIONS, chosen, prepare=True)
-            return [
-                Notification(
-                    id=id, originator_id=originator, originator_version=version, topic=topic,
-                    state=bytes(state),
-                )
-                for id, originator, version, topic, state in cursor.fetchall()
-            ]  # fmt: skip
+            return _notifications(cursor.fetchall())
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_share(
+        self,
+        after: int,
+        stop: int,
+        limit: int,
+        topics: Sequence[str],
+        share: Share,
+        shared_topics: Sequence[str] = (),
+        with_shared: bool = False,
+    ) -> list[Notification]:
+        """The notifications after `after` up to `stop` of the share's aggregates, of `topics`
+        (every topic if empty) but not of `shared_topics`; with those too if `with_shared`."""
+        chosen = {
+            "after": after,
+            "stop": stop,
+            "limit": limit,
+            "topics": list(topics),
+            "shared": list(shared_topics),
+            "share": share.number,
+            "shares": share.of,
+            "with_shared": list(shared_topics) if with_shared else [],
+        }
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as cursor,
+        ):
+            cursor.execute(SELECT_SHARE, chosen, prepare=True)
+            return _notifications(cursor.fetchall())
+
+
+def _notifications(rows: Sequence[tuple[Any, ...]]) -> list[Notification]:
+    return [
+        Notification(
+            id=id, originator_id=originator, originator_version=version, topic=topic,
+            state=bytes(state),
+        )
+        for id, originator, version, topic, state in rows
+    ]  # fmt: skip
 
 
 # Where `csms projections rebuild` asks the server running a projection to rebuild it.

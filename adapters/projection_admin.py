@@ -9,6 +9,7 @@ progress until the projection has caught up with the events stored when it began
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -19,14 +20,18 @@ import psycopg
 from eventsourcing.projection import Projection
 from psycopg.sql import SQL, Composable, Composed, Identifier
 
+from adapters.parallel_rebuild import rebuild_in_shares
 from adapters.postgres import EVENTS_TABLE, REBUILD_REQUESTS_SQL
-from adapters.projection_runner import BatchRunner, open_view
+from adapters.projection_runner import BatchRunner, open_view, parallel_rebuild, tracking_table
 from domain.service import CSMS
 from projections.base import SqlView
 
 ProjectionClass = type[Projection[Any]]
 
 PROGRESS_SECONDS = 0.25
+# A parallel rebuild starts a process per core, each importing the code and connecting (about a
+# second): worth it from this many events.
+PARALLEL_FROM = 20_000
 _CREATED = re.compile(r"CREATE (TABLE IF NOT EXISTS|OR REPLACE VIEW) (\w+)", re.IGNORECASE)
 
 
@@ -45,10 +50,6 @@ _OF_TOPICS = "(cardinality(%s::text[]) = 0 OR topic = ANY(%s))"
 def _topics(projection: ProjectionClass) -> tuple[list[str], list[str]]:
     topics = list(projection.topics)
     return topics, topics
-
-
-def tracking_table(projection: ProjectionClass) -> str:
-    return f"{projection.name.lower()}_tracking"
 
 
 def standing(conn: psycopg.Connection[Any], projection: ProjectionClass, lock_key: int) -> Standing:
@@ -116,8 +117,13 @@ def rebuild(
     view: type[SqlView],
     lock_key: int,
     progress: Progress,
+    processes: int | None = None,
 ) -> int:
-    """Rebuilds the projection from the first event; returns how many events it applied."""
+    """Rebuilds the projection from the first event; returns how many events it applied.
+
+    If no server runs the projection, this process does, with `processes` processes if the
+    projection allows it (by default one per core once there are PARALLEL_FROM events).
+    """
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(REBUILD_REQUESTS_SQL)
         target, count = _target(conn, projection)
@@ -125,7 +131,16 @@ def rebuild(
         if acquired and acquired[0]:
             try:
                 reset(database_url, env, projection, view)
-                _run_here(env, projection, view, target, count, progress)
+                report = _Report(progress, count)
+                if processes is None:
+                    processes = (os.cpu_count() or 1) if count >= PARALLEL_FROM else 1
+                if processes > 1 and parallel_rebuild(projection) is not None:
+                    rebuild_in_shares(
+                        database_url, env, projection, view, target, processes, report.add
+                    )
+                else:
+                    _run_here(env, projection, view, target, report)
+                report.show()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
         else:
@@ -133,22 +148,34 @@ def rebuild(
     return count
 
 
+class _Report:
+    """Counts the events applied, and shows the progress every PROGRESS_SECONDS."""
+
+    def __init__(self, progress: Progress, count: int) -> None:
+        self._progress, self._count = progress, count
+        self._started = self._shown = time.monotonic()
+        self.done = 0
+
+    def add(self, applied: int) -> None:
+        self.done += applied
+        if time.monotonic() - self._shown >= PROGRESS_SECONDS:
+            self.show()
+
+    def show(self) -> None:
+        self._shown = time.monotonic()
+        self._progress(self.done, self._count, self._shown - self._started)
+
+
 def _run_here(
     env: Mapping[str, str],
     projection: ProjectionClass,
     view: type[SqlView],
     target: int,
-    count: int,
-    progress: Progress,
+    report: _Report,
 ) -> None:
-    started, done, shown = time.monotonic(), 0, 0.0
     with BatchRunner(env, projection, view) as runner:
         while applied := runner.step(until=target):
-            done += applied
-            if time.monotonic() - shown >= PROGRESS_SECONDS:
-                shown = time.monotonic()
-                progress(done, count, shown - started)
-    progress(done, count, time.monotonic() - started)
+            report.add(applied)
 
 
 def _ask_server(

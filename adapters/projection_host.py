@@ -23,6 +23,7 @@ import psycopg
 from eventsourcing.projection import Projection
 
 from adapters import projection_admin as admin
+from adapters.parallel_rebuild import unfinished
 from adapters.postgres import EVENTS_TABLE
 from adapters.projection_runner import BatchRunner
 from projections.base import SqlView
@@ -137,6 +138,13 @@ class ProjectionHost:
             return  # another node runs it; try again later
         try:
             log.info("projection %s runs on this node (process %d)", projection.name, os.getpid())
+            if unfinished(conn, projection):
+                log.warning(
+                    "projection %s: a parallel rebuild stopped before it was done; "
+                    "rebuilding it from the first event",
+                    projection.name,
+                )
+                admin.reset(self._database_url, self._env, projection, view)
             while not self._stopping.is_set():
                 if admin.rebuild_requested(conn, projection):
                     log.info("projection %s: rebuilding from the first event", projection.name)

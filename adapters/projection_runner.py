@@ -8,16 +8,17 @@ reading up to the largest visible id never skips an event committed later.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InfrastructureFactory, Tracking
+from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
+from adapters.postgres import EventRecorder, Share
 from domain.service import CSMS
-from projections.base import History, SqlView
+from projections.base import History, ParallelRebuild, SqlView
 
 # Events applied in one transaction at most. A view far behind (a rebuild, an overload) gets
 # full batches, and a full batch costs less per event: each transaction's row is written once
@@ -34,6 +35,22 @@ def history_of(app: CSMS) -> History:
         return [app.mapper.to_domain_event(event) for event in stored]
 
     return history
+
+
+def tracking_table(projection: type[Projection[Any]]) -> str:
+    """The table of the projection's tracking positions."""
+    return f"{projection.name.lower()}_tracking"
+
+
+def share_tracking_name(share: Share) -> str:
+    """The name a share of a parallel rebuild records its position under."""
+    return f"{CSMS.name}#{share.number}/{share.of}"
+
+
+def parallel_rebuild(projection: type[Projection[Any]] | Projection[Any]) -> ParallelRebuild | None:
+    """How the projection may be rebuilt by several processes, or None if only by one."""
+    found: ParallelRebuild | None = getattr(projection, "parallel_rebuild", None)
+    return found
 
 
 def open_view(
@@ -54,7 +71,9 @@ class BatchRunner:
         projection: type[Projection[Any]],
         view: type[SqlView],
         batch: int = BATCH,
+        share: Share | None = None,
     ) -> None:
+        """`share`: apply only that share of the aggregates' events (a parallel rebuild)."""
         # The reading application and the view open no tables: the store made them.
         settings = {**env, "CSMS_CREATE_TABLE": "n", "CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
         self._app = CSMS(settings)
@@ -62,24 +81,26 @@ class BatchRunner:
         self.view.history = history_of(self._app)
         self.projection = projection(view=self.view)
         self._batch = batch
+        self._share = share
+        # A share records its position under a name of its own: the projection's own position
+        # is recorded once every share is done.
+        self._tracking_name = CSMS.name if share is None else share_tracking_name(share)
         # Where reading resumes: past the last event applied, or past the last one scanned when
         # the projection's topics are rare, so that no poll scans the same events again.
-        self.position = self.view.max_tracking_id(CSMS.name) or 0
+        self.position = self.view.max_tracking_id(self._tracking_name) or 0
 
-    def step(self, until: int | None = None) -> int:
-        """Applies the next batch of events stored up to `until` (or now); returns its size."""
+    def step(self, until: int | None = None, with_shared: bool = False) -> int:
+        """Applies the next batch of events stored up to `until` (or now); returns its size.
+
+        A share's runner applies the events of the projection's shared topics only if
+        `with_shared`.
+        """
         last = self._app.recorder.max_notification_id() or 0
         if until is not None:
             last = min(last, until)
         if last <= self.position:
             return 0
-        notifications = self._app.recorder.select_notifications(
-            start=self.position,
-            stop=last,
-            limit=self._batch,
-            topics=self.projection.topics,
-            inclusive_of_start=False,
-        )
+        notifications = self._select(last, with_shared)
         if notifications:
             # Looked up once: each lookup of a dispatching method builds a new wrapper.
             process_event = self.projection.process_event
@@ -87,11 +108,39 @@ class BatchRunner:
             with self.view.batch():
                 for notification in notifications:
                     process_event(
-                        to_domain_event(notification), Tracking(CSMS.name, notification.id)
+                        to_domain_event(notification),
+                        Tracking(self._tracking_name, notification.id),
                     )
         full = len(notifications) == self._batch
         self.position = notifications[-1].id if full else last
         return len(notifications)
+
+    def _select(self, last: int, with_shared: bool) -> Sequence[Notification]:
+        recorder = self._app.recorder
+        if self._share is None:
+            return recorder.select_notifications(
+                start=self.position,
+                stop=last,
+                limit=self._batch,
+                topics=self.projection.topics,
+                inclusive_of_start=False,
+            )
+        assert isinstance(recorder, EventRecorder)
+        rebuild = parallel_rebuild(self.projection)
+        found: list[Notification] = recorder.select_share(
+            self.position,
+            last,
+            self._batch,
+            self.projection.topics,
+            self._share,
+            rebuild.shared_topics if rebuild else (),
+            with_shared,
+        )
+        return found
+
+    def forget(self) -> None:
+        """Drops what the view kept in memory: it reads it back from its tables."""
+        self.view.kept.clear()
 
     def close(self) -> None:
         self._factory.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
@@ -23,6 +23,20 @@ Key = str | tuple[str, ...]
 # An aggregate's stored events before a version, oldest first: given to a view by whoever runs
 # its projection, for what the view does not keep.
 History = Callable[[UUID, int], Sequence[Any]]
+
+
+class ParallelRebuild(NamedTuple):
+    """Says that a projection may be rebuilt by several processes at once (its class attribute
+    `parallel_rebuild`).
+
+    Each process takes a share of the aggregates and applies their events in order, which
+    gives the projection's own result only if what it makes of one aggregate's events never
+    depends on another's. Events of `shared_topics` are the exception (a tariff prices every
+    session): one process applies each, while the others wait, and then every process forgets
+    what it kept, so that it reads that back from the tables.
+    """
+
+    shared_topics: tuple[str, ...] = ()
 
 
 class SqlView(PostgresTrackingRecorder):

@@ -27,7 +27,7 @@ from domain.billing import Sample, deliver, price
 from domain.meter import energy_registers
 from domain.tariffs import Prices, Tariff
 from domain.transaction import Transaction
-from projections.base import SqlView, append
+from projections.base import ParallelRebuild, SqlView, append
 from projections.reports import fold_reported, no_reports_yet
 
 FEED_COLUMNS = """feed_position, session_id, version, reason, priced_at, station_id,
@@ -308,14 +308,16 @@ def _in_force(tariffs: Iterable[dict[str, Any]], at: datetime, station: str) -> 
     return candidates[0] if candidates else None
 
 
+_TARIFF_TOPICS = tuple(
+    get_topic(cls) for cls in (Tariff.Created, Tariff.PricesChanged, Tariff.Ended)
+)
+
+
 class BillingProjection(Projection[BillingView]):
     name = "billing"
-    topics = tuple(
+    topics = _TARIFF_TOPICS + tuple(
         get_topic(cls)
         for cls in (
-            Tariff.Created,
-            Tariff.PricesChanged,
-            Tariff.Ended,
             Transaction.Started,
             Transaction.Opened,
             Transaction.EventReported,
@@ -323,6 +325,9 @@ class BillingProjection(Projection[BillingView]):
             Transaction.Stopped,
         )
     )
+    # A session's rows come from its transaction's events alone, priced by the tariffs known
+    # when they came, which every share must see at the same point.
+    parallel_rebuild = ParallelRebuild(shared_topics=_TARIFF_TOPICS)
 
     @singledispatchmethod
     def process_event(self, event: Any, tracking: Tracking) -> None:

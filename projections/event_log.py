@@ -19,7 +19,7 @@ from eventsourcing.projection import Projection
 from psycopg import Cursor
 from psycopg.types.json import Jsonb
 
-from projections.base import SqlView, append
+from projections.base import ParallelRebuild, SqlView, append
 
 _COLUMNS = (
     "position", "aggregate_id", "aggregate_type", "version", "event_type", "recorded_at",
@@ -78,6 +78,8 @@ def _names(event: Aggregate.Event) -> tuple[str, str]:
 class EventLogProjection(Projection[EventLogView]):
     name = "event_log"
     topics = ()  # every event
+    # An event's row needs only its own aggregate's station, from that aggregate's events.
+    parallel_rebuild = ParallelRebuild()
 
     def process_event(self, event: Any, tracking: Tracking) -> None:
         self.view.record_with(

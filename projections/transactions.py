@@ -20,7 +20,7 @@ from eventsourcing.utils import get_topic
 
 from domain.meter import last_energy_register_wh
 from domain.transaction import Transaction
-from projections.base import Row, SqlView, WholeRows
+from projections.base import ParallelRebuild, Row, SqlView, WholeRows
 from projections.reports import fold_reported, no_reports_yet
 
 
@@ -113,6 +113,8 @@ class TransactionsProjection(Projection[TransactionsView]):
             Transaction.EventReported,
         )
     )
+    # A transaction's row comes from its own events alone.
+    parallel_rebuild = ParallelRebuild()
 
     @singledispatchmethod
     def process_event(self, event: Any, tracking: Tracking) -> None:

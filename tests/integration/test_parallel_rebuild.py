@@ -1,0 +1,171 @@
+"""A projection rebuilt by several processes, each a share of the aggregates, against one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import uuid4
+
+import psycopg
+import pytest
+
+from adapters import projection_admin as admin
+from adapters.postgres import Share, open_store
+from adapters.projection_host import lock_key
+from adapters.projection_runner import BatchRunner
+from domain.commands import RecordTransactionEvent, StartTransaction, StopTransaction
+from domain.operator_commands import ChangeTariff, CreateTariff
+from domain.tariffs import Prices
+from projections.billing import BillingProjection, BillingView
+from projections.event_log import EventLogProjection, EventLogView
+from projections.transactions import TransactionsProjection, TransactionsView
+from tests.domain.test_transaction_events import event as tx_event
+from tests.domain.test_transaction_events import register
+from tests.integration.test_projection_runner import _views
+from tests.support import ServerProcess, projection_tables
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+PARALLEL = (
+    (TransactionsProjection, TransactionsView),
+    (BillingProjection, BillingView),
+    (EventLogProjection, EventLogView),
+)
+
+
+def _sessions(first: int, count: int) -> Iterator[Any]:
+    """Commands of finished sessions, 1.6 and 2.x in turn, on stations of their own."""
+    for number in range(first, first + count):
+        station = f"CS-{number}"
+        if number % 2:
+            yield _start_16(station)
+            yield _stop_16(station)
+        else:
+            yield from _events_2x(station)
+
+
+def _start_16(station: str) -> StartTransaction:
+    return StartTransaction(
+        station_id=station, fingerprint="fp", evse_id=1, connector_id=1, id_token="TAG",
+        meter_start_wh=1_000, started_at=T0, reservation_id=None, readings=[], received_at=T0,
+    )  # fmt: skip
+
+
+def _stop_16(station: str) -> Callable[[Any], StopTransaction]:
+    """The stop of the transaction its start made."""
+
+    def stop(started: Any) -> StopTransaction:
+        return StopTransaction(
+            station_id=station, transaction_key=started.transaction_key,
+            stopped_at=T0 + timedelta(hours=1), meter_stop_wh=5_500, reason=None,
+            id_token=None, readings=[], received_at=T0 + timedelta(hours=1),
+        )  # fmt: skip
+
+    return stop
+
+
+def _events_2x(station: str) -> Iterator[RecordTransactionEvent]:
+    begin = register(0, 1000, "Transaction.Begin")
+    end = register(30, 9000, "Transaction.End")
+    yield tx_event(0, "Started", station_id=station, evse_id=1, connector_id=1,
+                   id_token="CARD", readings=[begin])  # fmt: skip
+    yield tx_event(1, "Updated", station_id=station)
+    yield tx_event(2, "Ended", station_id=station, stop_reason="EVDisconnected", readings=[end])
+
+
+def _a_store_with_tariffs_between_sessions(database_url: str) -> None:
+    """Sessions, a tariff, more sessions, new prices, more sessions. The tariff and the prices
+    apply from before every session began (the stations' clocks), but each session is priced
+    by what was stored before its end: a share that saw a later tariff would price it wrongly."""
+    tariff_id = uuid4()
+    created, changed = T0 - timedelta(days=30), T0 - timedelta(days=10)
+    day = Prices(energy_per_kwh=Decimal("0.30"))
+    dearer = Prices(energy_per_kwh=Decimal("0.45"))
+    commands: list[Any] = [
+        *_sessions(0, 8),
+        CreateTariff(tariff_id, "Day", "EUR", day, None, created, None, "ops", created),
+        *_sessions(8, 8),
+        ChangeTariff(tariff_id, dearer, changed, None, "ops", changed),
+        *_sessions(16, 8),
+    ]
+    _run(database_url, commands)
+
+
+def _run(database_url: str, commands: list[Any]) -> None:
+    """Runs the commands; a function is given the result of the command before it."""
+    app = open_store(database_url)
+    try:
+        result: Any = None
+        for command in commands:
+            result = app.execute(command(result) if callable(command) else command)
+    finally:
+        app.close()
+
+
+def _rebuild(database_url: str, env: dict[str, str], processes: int) -> None:
+    for projection, view in PARALLEL:
+        admin.rebuild(database_url, env, projection, view, lock_key(projection), _quiet, processes)
+
+
+def _quiet(done: int, of: int, seconds: float) -> None:
+    pass
+
+
+def _tracking(database_url: str) -> set[tuple[str, str, int]]:
+    with psycopg.connect(database_url) as conn:
+        return {
+            (projection.name, *row)
+            for projection, _ in PARALLEL
+            for row in conn.execute(
+                f"SELECT application_name, notification_id FROM {projection.name}_tracking"
+            )
+        }
+
+
+def test_a_parallel_rebuild_gives_what_one_process_gives(database_url: str) -> None:
+    _a_store_with_tariffs_between_sessions(database_url)
+    env = _views(database_url)
+    _rebuild(database_url, env, processes=1)
+    one = projection_tables(database_url)
+    positions = _tracking(database_url)
+    with psycopg.connect(database_url) as conn:
+        priced = conn.execute(
+            "SELECT tariff_version, count(*) FROM charging_sessions GROUP BY 1"
+        ).fetchall()
+    assert set(priced) == {(None, 8), (1, 8), (2, 8)}, "by no tariff, the first prices, the next"
+
+    _rebuild(database_url, env, processes=3)
+
+    assert projection_tables(database_url) == one
+    assert _tracking(database_url) == positions  # the projection's own, and no share's
+
+
+def test_an_unfinished_parallel_rebuild_is_done_again_by_the_server(
+    database_url: str, start_server: Callable[..., ServerProcess]
+) -> None:
+    """A rebuild stopped after one share applied its events leaves the view partial, with no
+    position of its own: the server that runs the projection next starts it again."""
+    _run(database_url, list(_sessions(0, 6)))
+    env = _views(database_url)
+    admin.rebuild(database_url, env, BillingProjection, BillingView,
+                  lock_key(BillingProjection), _quiet, processes=1)  # fmt: skip
+    whole = projection_tables(database_url)["charging_sessions"]
+    admin.reset(database_url, env, BillingProjection, BillingView)
+    with BatchRunner(env, BillingProjection, BillingView, share=Share(0, 2)) as share:
+        while share.step():
+            pass
+    partial = projection_tables(database_url)["charging_sessions"]
+    assert 0 < len(partial) < len(whole), "the first share holds some of the sessions"
+
+    start_server(database_url)
+
+    deadline = time.monotonic() + 30
+    while projection_tables(database_url)["charging_sessions"] != whole:
+        if time.monotonic() > deadline:
+            pytest.fail("the server did not rebuild the partial view")
+        time.sleep(0.2)
+    with psycopg.connect(database_url) as conn:
+        names = {row[0] for row in conn.execute("SELECT application_name FROM billing_tracking")}
+    assert names == {"CSMS"}
