@@ -5,7 +5,7 @@ PostgreSQL takes a sixth of that. So on a machine of several cores the events of
 that declares `parallel_rebuild` are split by aggregate between as many processes, each with
 its own connection, applying its share in the order stored.
 
-Each share records its position under a name of its own (`CSMS#<index>/<count>`); the
+Each share records its position under a name of its own (`CSMS#0/2`, `CSMS#1/2`); the
 projection's own position is recorded, and the shares' removed, in one transaction once every
 share is done. A rebuild interrupted before that leaves the shares' positions behind: the
 projection is then empty of any position of its own, and is reset before it runs again
@@ -30,7 +30,12 @@ from psycopg.sql import SQL, Identifier
 
 from adapters.collection import tune_garbage_collection
 from adapters.postgres import EVENTS_TABLE, Share
-from adapters.projection_runner import BatchRunner, parallel_rebuild, tracking_table
+from adapters.projection_runner import (
+    SHARE_TRACKING_NAMES,
+    BatchRunner,
+    parallel_rebuild,
+    tracking_table,
+)
 from domain.service import CSMS
 from projections.base import SqlView
 
@@ -51,7 +56,7 @@ def unfinished(conn: psycopg.Connection[Any], projection: ProjectionClass) -> bo
         SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE application_name LIKE %s)").format(
             Identifier(tracking_table(projection))
         ),
-        (f"{CSMS.name}#%",),
+        (SHARE_TRACKING_NAMES,),
     ).fetchone()
     return bool(row and row[0])
 
@@ -107,7 +112,7 @@ def _finish(conn: psycopg.Connection[Any], projection: ProjectionClass, target: 
     with conn.transaction():
         conn.execute(
             SQL("DELETE FROM {} WHERE application_name LIKE %s").format(table),
-            (f"{CSMS.name}#%",),
+            (SHARE_TRACKING_NAMES,),
         )
         conn.execute(
             SQL("INSERT INTO {} (application_name, notification_id) VALUES (%s, %s)").format(table),

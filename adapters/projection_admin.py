@@ -134,7 +134,7 @@ def rebuild(
                 report = _Report(progress, count)
                 if processes is None:
                     processes = (os.cpu_count() or 1) if count >= PARALLEL_FROM else 1
-                if processes > 1 and parallel_rebuild(projection) is not None:
+                if processes > 1 and count and parallel_rebuild(projection) is not None:
                     rebuild_in_shares(
                         database_url, env, projection, view, target, processes, report.add
                     )

@@ -47,6 +47,9 @@ def share_tracking_name(share: Share) -> str:
     return f"{CSMS.name}#{share.number}/{share.of}"
 
 
+SHARE_TRACKING_NAMES = f"{CSMS.name}#%"  # every share's name, as a LIKE pattern
+
+
 def parallel_rebuild(projection: type[Projection[Any]] | Projection[Any]) -> ParallelRebuild | None:
     """How the projection may be rebuilt by several processes, or None if only by one."""
     found: ParallelRebuild | None = getattr(projection, "parallel_rebuild", None)
