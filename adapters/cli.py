@@ -17,6 +17,7 @@ import psycopg
 from adapters import api_tokens, audit, export, replay
 from adapters import projection_admin as admin
 from adapters.collection import tune_garbage_collection
+from adapters.parallel_rebuild import RebuildFailed
 from adapters.postgres import eventsourcing_env, start_embedded
 from adapters.projection_host import lock_key
 from adapters.server import (
@@ -311,9 +312,18 @@ def _projections(args: argparse.Namespace) -> int:
             )
             return 2
         projection, view = by_name[args.name]
-        count = admin.rebuild(
-            url, env, projection, view, lock_key(projection), _progress_bar, args.processes
-        )
+        try:
+            count = admin.rebuild(
+                url, env, projection, view, lock_key(projection), _progress_bar, args.processes
+            )
+        except RebuildFailed as failure:
+            print(
+                f"\n{failure.detail}csms projections: rebuilding {args.name} failed: {failure}\n"
+                "The view is left without a position: run the rebuild again once the cause is "
+                "mended (or start a server, which rebuilds it).",
+                file=sys.stderr,
+            )
+            return 1
         print(f"rebuilt {args.name}: {count} events", file=sys.stderr)
         return 0
     print(f"{'projection':<18} {'position':>10} {'behind':>8}  runs")

@@ -44,7 +44,11 @@ Applied = Callable[[int], None]  # told how many more events were applied
 
 
 class RebuildFailed(RuntimeError):
-    pass
+    """A share's process failed or died; its error, as that process reported it, is `detail`."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def unfinished(conn: psycopg.Connection[Any], projection: ProjectionClass) -> bool:
@@ -171,7 +175,8 @@ class _Shares:
                 elif kind == "done":
                     del waiting[ready]
                 else:
-                    raise RebuildFailed(f"{waiting[ready].name} failed:\n{value}")
+                    cause = value.strip().splitlines()[-1]
+                    raise RebuildFailed(f"{waiting[ready].name} failed: {cause}", value)
 
     def __enter__(self) -> _Shares:
         return self

@@ -11,14 +11,17 @@ from uuid import uuid4
 
 import psycopg
 import pytest
+from eventsourcing.persistence import Tracking
 
 from adapters import projection_admin as admin
+from adapters.parallel_rebuild import RebuildFailed
 from adapters.postgres import Share, open_store
 from adapters.projection_host import lock_key
 from adapters.projection_runner import BatchRunner
 from domain.commands import RecordTransactionEvent, StartTransaction, StopTransaction
 from domain.operator_commands import ChangeTariff, CreateTariff
 from domain.tariffs import Prices
+from domain.transaction import Transaction
 from projections.billing import BillingProjection, BillingView
 from projections.event_log import EventLogProjection, EventLogView
 from projections.transactions import TransactionsProjection, TransactionsView
@@ -140,6 +143,32 @@ def test_a_parallel_rebuild_gives_what_one_process_gives(database_url: str) -> N
 
     assert projection_tables(database_url) == one
     assert _tracking(database_url) == positions  # the projection's own, and no share's
+
+
+class _RefusingStops(TransactionsProjection):
+    """The transactions view with a flaw: it cannot apply a 1.6 transaction's stop."""
+
+    def process_event(self, event: Any, tracking: Tracking) -> None:
+        if isinstance(event, Transaction.Stopped):
+            raise ValueError(f"cannot apply the stop of {event.originator_id}")
+        super().process_event(event, tracking)
+
+
+def test_a_share_that_fails_fails_the_rebuild_with_its_cause(database_url: str) -> None:
+    _run(database_url, list(_sessions(0, 6)))
+    env = _views(database_url)
+
+    with pytest.raises(RebuildFailed) as failed:
+        admin.rebuild(database_url, env, _RefusingStops, TransactionsView,
+                      lock_key(_RefusingStops), _quiet, processes=2)  # fmt: skip
+
+    assert "failed: ValueError: cannot apply the stop of" in str(failed.value)
+    assert "Traceback" in failed.value.detail
+    with psycopg.connect(database_url) as conn:
+        names = {
+            row[0] for row in conn.execute("SELECT application_name FROM transactions_tracking")
+        }
+    assert "CSMS" not in names  # no position of its own: nothing says it is complete
 
 
 def test_an_unfinished_parallel_rebuild_is_done_again_by_the_server(
