@@ -229,8 +229,9 @@ def _projection_commands(commands: Any) -> None:
         "--processes",
         type=int,
         help="processes that apply the events, each a share of the aggregates, for the "
-        "projections that allow it (transactions, billing, event_log) when no server runs "
-        f"them (default: one per core from {admin.PARALLEL_FROM:,} events, else one)",
+        "projections that allow it (transactions, billing, event_log); a server that runs the "
+        f"projection is asked for as many (default: one per core from {admin.PARALLEL_FROM:,} "
+        "events, else one)",
     )
     _database_options(rebuild, given_before=True)
 

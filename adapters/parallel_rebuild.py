@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection, wait
@@ -40,6 +41,7 @@ from domain.service import CSMS
 from projections.base import SqlView
 
 ProjectionClass = type[Projection[Any]]
+STOP_CHECK_SECONDS = 0.5
 Applied = Callable[[int], None]  # told how many more events were applied
 
 
@@ -73,15 +75,16 @@ def rebuild_in_shares(
     target: int,
     processes: int,
     applied: Applied,
+    stop: threading.Event | None = None,
 ) -> None:
     """Applies the projection's events up to `target` to its emptied view, in `processes`
-    processes, and records its position at `target`."""
+    processes, and records its position at `target`. Setting `stop` abandons it, unfinished."""
     rebuild = parallel_rebuild(projection)
     if rebuild is None:
         raise ValueError(f"projection {projection.name} cannot be rebuilt in parallel")
     with psycopg.connect(database_url, autocommit=True) as conn:
         barriers = _shared_events(conn, rebuild.shared_topics, target)
-        with _Shares(env, projection, view, processes) as shares:
+        with _Shares(env, projection, view, processes, stop or threading.Event()) as shares:
             forget = False
             for end, barrier in _segments(barriers, target):
                 shares.run(shares.all, end, forget=forget, applied=applied)
@@ -133,7 +136,9 @@ class _Shares:
         projection: ProjectionClass,
         view: type[SqlView],
         count: int,
+        stop: threading.Event,
     ) -> None:
+        self._stop = stop
         context = multiprocessing.get_context("spawn")  # no copy of this process's threads
         self.all: list[tuple[Any, Connection]] = []
         for number in range(count):
@@ -161,7 +166,9 @@ class _Shares:
             pipe.send(("run", until, shared, forget))
         waiting = {pipe: process for process, pipe in shares}
         while waiting:
-            for ready in wait(list(waiting)):
+            if self._stop.is_set():
+                raise RebuildFailed("stopped before it was done")
+            for ready in wait(list(waiting), timeout=STOP_CHECK_SECONDS):
                 assert isinstance(ready, Connection)
                 try:
                     kind, value = ready.recv()

@@ -213,11 +213,13 @@ def _notifications(rows: Sequence[tuple[Any, ...]]) -> list[Notification]:
 
 
 # Where `csms projections rebuild` asks the server running a projection to rebuild it.
+# `processes`: how many processes it asked for (NULL: the server's default).
 REBUILD_REQUESTS_SQL = """
 CREATE TABLE IF NOT EXISTS projection_rebuilds (
     name text PRIMARY KEY,
     requested_at timestamptz NOT NULL,
-    started_at timestamptz)"""
+    started_at timestamptz);
+ALTER TABLE projection_rebuilds ADD COLUMN IF NOT EXISTS processes integer"""
 
 
 def start_embedded(data_dir: Path) -> str:

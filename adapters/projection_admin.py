@@ -22,7 +22,13 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 
 from adapters.parallel_rebuild import rebuild_in_shares
 from adapters.postgres import EVENTS_TABLE, REBUILD_REQUESTS_SQL
-from adapters.projection_runner import BatchRunner, open_view, parallel_rebuild, tracking_table
+from adapters.projection_runner import (
+    BatchRunner,
+    open_view,
+    parallel_rebuild,
+    shares_position,
+    tracking_table,
+)
 from domain.service import CSMS
 from projections.base import SqlView
 
@@ -67,19 +73,24 @@ def standing(conn: psycopg.Connection[Any], projection: ProjectionClass, lock_ke
 
 
 def _position(conn: psycopg.Connection[Any], projection: ProjectionClass) -> int:
+    """The last event the projection applied; during a parallel rebuild, the last one every
+    share has applied up to."""
     exists = conn.execute("SELECT to_regclass(%s)", (tracking_table(projection),)).fetchone()
     if not exists or exists[0] is None:
         return 0
-    row = conn.execute(
-        SQL("SELECT max(notification_id) FROM {} WHERE application_name = %s").format(
+    # The table also holds a row of the library's own bookkeeping.
+    rows = conn.execute(
+        SQL("SELECT application_name, max(notification_id) FROM {} GROUP BY 1").format(
             Identifier(tracking_table(projection))
-        ),
-        (CSMS.name,),  # the table also holds a row of the library's own bookkeeping
-    ).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+        )
+    ).fetchall()
+    positions = {name: int(position) for name, position in rows if position is not None}
+    if CSMS.name in positions:
+        return positions[CSMS.name]
+    return shares_position(positions)
 
 
-def _target(conn: psycopg.Connection[Any], projection: ProjectionClass) -> tuple[int, int]:
+def events_of(conn: psycopg.Connection[Any], projection: ProjectionClass) -> tuple[int, int]:
     """The last event of its topics stored now, and how many there are."""
     row = conn.execute(
         f"SELECT coalesce(max(notification_id), 0), count(*) FROM {EVENTS_TABLE} "
@@ -126,17 +137,16 @@ def rebuild(
     """
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(REBUILD_REQUESTS_SQL)
-        target, count = _target(conn, projection)
+        target, count = events_of(conn, projection)
         acquired = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()
         if acquired and acquired[0]:
             try:
                 reset(database_url, env, projection, view)
                 report = _Report(progress, count)
-                if processes is None:
-                    processes = (os.cpu_count() or 1) if count >= PARALLEL_FROM else 1
-                if processes > 1 and count and parallel_rebuild(projection) is not None:
+                shares = processes_for(projection, count, processes)
+                if shares > 1:
                     rebuild_in_shares(
-                        database_url, env, projection, view, target, processes, report.add
+                        database_url, env, projection, view, target, shares, report.add
                     )
                 else:
                     _run_here(env, projection, view, target, report)
@@ -144,8 +154,18 @@ def rebuild(
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key,))
         else:
-            _ask_server(conn, projection, target, count, progress)
+            _ask_server(conn, projection, target, count, progress, processes)
     return count
+
+
+def processes_for(projection: ProjectionClass, count: int, asked: int | None) -> int:
+    """How many processes rebuild `count` events of the projection: as asked, else one per
+    core from PARALLEL_FROM events; one if the projection must be rebuilt in one."""
+    if not count or parallel_rebuild(projection) is None:
+        return 1
+    if asked is not None:
+        return max(asked, 1)
+    return (os.cpu_count() or 1) if count >= PARALLEL_FROM else 1
 
 
 class _Report:
@@ -184,11 +204,13 @@ def _ask_server(
     target: int,
     count: int,
     progress: Progress,
+    processes: int | None,
 ) -> None:
     conn.execute(
-        "INSERT INTO projection_rebuilds (name, requested_at) VALUES (%s, now()) "
-        "ON CONFLICT (name) DO UPDATE SET requested_at = now(), started_at = NULL",
-        (projection.name,),
+        "INSERT INTO projection_rebuilds (name, requested_at, processes) "
+        "VALUES (%s, now(), %s) ON CONFLICT (name) DO UPDATE "
+        "SET requested_at = now(), started_at = NULL, processes = EXCLUDED.processes",
+        (projection.name, processes),
     )
     deadline = time.monotonic() + 30
     while True:
@@ -236,6 +258,14 @@ def rebuild_requested(conn: psycopg.Connection[Any], projection: ProjectionClass
         (projection.name,),
     ).fetchone()
     return row is not None
+
+
+def requested_processes(conn: psycopg.Connection[Any], projection: ProjectionClass) -> int | None:
+    """How many processes the last request to rebuild the projection asked for, if it said."""
+    row = conn.execute(
+        "SELECT processes FROM projection_rebuilds WHERE name = %s", (projection.name,)
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def rebuild_started(conn: psycopg.Connection[Any], projection: ProjectionClass) -> None:

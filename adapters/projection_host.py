@@ -23,7 +23,7 @@ import psycopg
 from eventsourcing.projection import Projection
 
 from adapters import projection_admin as admin
-from adapters.parallel_rebuild import unfinished
+from adapters.parallel_rebuild import RebuildFailed, rebuild_in_shares, unfinished
 from adapters.postgres import EVENTS_TABLE
 from adapters.projection_runner import BatchRunner
 from projections.base import SqlView
@@ -150,11 +150,41 @@ class ProjectionHost:
                     log.info("projection %s: rebuilding from the first event", projection.name)
                     admin.reset(self._database_url, self._env, projection, view)
                     admin.rebuild_started(conn, projection)
+                    if not self._rebuild_in_shares(conn, projection, view):
+                        return  # the node is stopping
                 if not self._run(conn, projection, view, mine):
                     log.info("projection %s: handed back to its owner", projection.name)
                     return
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(projection),))
+
+    def _rebuild_in_shares(
+        self, conn: psycopg.Connection[Any], projection: ProjectionClass, view: type[SqlView]
+    ) -> bool:
+        """Applies the events stored so far in several processes, if the projection allows it
+        and the request (or else the number of events) says so; the runner goes on from there.
+        False if the node stopped meanwhile."""
+        target, count = admin.events_of(conn, projection)
+        asked = admin.requested_processes(conn, projection)
+        processes = admin.processes_for(projection, count, asked)
+        if processes < 2:
+            return True
+        log.info(
+            "projection %s: rebuilding %d events in %d processes",
+            projection.name,
+            count,
+            processes,
+        )
+        try:
+            rebuild_in_shares(
+                self._database_url, self._env, projection, view, target, processes,
+                lambda applied: None, self._stopping,
+            )  # fmt: skip
+        except RebuildFailed:
+            if self._stopping.is_set():
+                return False  # left unfinished: rebuilt again when the projection next runs
+            raise
+        return True
 
     def _run(
         self,

@@ -50,6 +50,19 @@ def share_tracking_name(share: Share) -> str:
 SHARE_TRACKING_NAMES = f"{CSMS.name}#%"  # every share's name, as a LIKE pattern
 
 
+def shares_position(positions: Mapping[str, int]) -> int:
+    """The last event every share of a parallel rebuild has applied up to, from the positions
+    by tracking name; 0 until each share has recorded one."""
+    shares: dict[int, int] = {}
+    count = 0
+    for name, position in positions.items():
+        application, _, share = name.partition("#")
+        if application == CSMS.name and share:
+            number, _, of = share.partition("/")
+            shares[int(number)], count = position, int(of)
+    return min(shares.values()) if shares and len(shares) == count else 0
+
+
 def parallel_rebuild(projection: type[Projection[Any]] | Projection[Any]) -> ParallelRebuild | None:
     """How the projection may be rebuilt by several processes, or None if only by one."""
     found: ParallelRebuild | None = getattr(projection, "parallel_rebuild", None)

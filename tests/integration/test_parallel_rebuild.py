@@ -17,7 +17,7 @@ from adapters import projection_admin as admin
 from adapters.parallel_rebuild import RebuildFailed
 from adapters.postgres import Share, open_store
 from adapters.projection_host import lock_key
-from adapters.projection_runner import BatchRunner
+from adapters.projection_runner import BatchRunner, shares_position
 from domain.commands import RecordTransactionEvent, StartTransaction, StopTransaction
 from domain.operator_commands import ChangeTariff, CreateTariff
 from domain.tariffs import Prices
@@ -198,3 +198,36 @@ def test_an_unfinished_parallel_rebuild_is_done_again_by_the_server(
     with psycopg.connect(database_url) as conn:
         names = {row[0] for row in conn.execute("SELECT application_name FROM billing_tracking")}
     assert names == {"CSMS"}
+
+
+def _caught_up(database_url: str, projection: Any) -> bool:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return admin.standing(conn, projection, lock_key(projection)).behind == 0
+
+
+def test_a_server_asked_for_processes_rebuilds_in_shares(
+    database_url: str, start_server: Callable[..., ServerProcess]
+) -> None:
+    _a_store_with_tariffs_between_sessions(database_url)
+    server = start_server(database_url)
+    deadline = time.monotonic() + 30
+    while not all(_caught_up(database_url, projection) for projection, _ in PARALLEL):
+        assert time.monotonic() < deadline, "the server's views did not catch up"
+        time.sleep(0.2)
+    before = projection_tables(database_url)
+
+    done = server.cli("projections", "rebuild", "billing", "--processes", "2")
+
+    assert done.returncode == 0, done.stderr
+    assert "rebuilt billing" in done.stderr and "[" + "#" * 30 + "]" in done.stderr
+    with psycopg.connect(database_url) as conn:
+        _, count = admin.events_of(conn, BillingProjection)
+    said = f"projection billing: rebuilding {count} events in 2 processes"
+    assert said in server.log_path.read_text()
+    assert projection_tables(database_url) == before
+
+
+def test_a_parallel_rebuild_shows_how_far_every_share_has_come() -> None:
+    assert shares_position({"CSMS#0/2": 10, "CSMS#1/2": 7, "NotCSMS": 99}) == 7
+    assert shares_position({"CSMS#0/2": 10}) == 0  # the other share has recorded nothing yet
+    assert shares_position({}) == 0
