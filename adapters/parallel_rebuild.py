@@ -9,7 +9,7 @@ Each share records its position under a name of its own (`CSMS#0/2`, `CSMS#1/2`)
 projection's own position is recorded, and the shares' removed, in one transaction once every
 share is done. A rebuild interrupted before that leaves the shares' positions behind: the
 projection is then empty of any position of its own, and is reset before it runs again
-(`unfinished`).
+(`projection_admin.unfinished`).
 
 Events of the projection's shared topics are barriers: every share applies what comes before
 one, then the first share applies it alone, then every share forgets what it kept and goes on.
@@ -51,20 +51,6 @@ class RebuildFailed(RuntimeError):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
-
-
-def unfinished(conn: psycopg.Connection[Any], projection: ProjectionClass) -> bool:
-    """Whether a parallel rebuild of the projection stopped before it was done."""
-    exists = conn.execute("SELECT to_regclass(%s)", (tracking_table(projection),)).fetchone()
-    if not exists or exists[0] is None:
-        return False
-    row = conn.execute(
-        SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE application_name LIKE %s)").format(
-            Identifier(tracking_table(projection))
-        ),
-        (SHARE_TRACKING_NAMES,),
-    ).fetchone()
-    return bool(row and row[0])
 
 
 def rebuild_in_shares(

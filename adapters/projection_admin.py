@@ -23,6 +23,7 @@ from psycopg.sql import SQL, Composable, Composed, Identifier
 from adapters.parallel_rebuild import rebuild_in_shares
 from adapters.postgres import EVENTS_TABLE, REBUILD_REQUESTS_SQL
 from adapters.projection_runner import (
+    SHARE_PREFIX,
     BatchRunner,
     open_view,
     parallel_rebuild,
@@ -75,19 +76,32 @@ def standing(conn: psycopg.Connection[Any], projection: ProjectionClass, lock_ke
 def _position(conn: psycopg.Connection[Any], projection: ProjectionClass) -> int:
     """The last event the projection applied; during a parallel rebuild, the last one every
     share has applied up to."""
+    positions = _tracking_positions(conn, projection)
+    if CSMS.name in positions:
+        return positions[CSMS.name]
+    return shares_position(positions)
+
+
+def unfinished(conn: psycopg.Connection[Any], projection: ProjectionClass) -> bool:
+    """Whether a parallel rebuild of the projection stopped before it was done: its shares'
+    positions are left, which the rebuild replaces with the projection's own at the end."""
+    return any(name.startswith(SHARE_PREFIX) for name in _tracking_positions(conn, projection))
+
+
+def _tracking_positions(
+    conn: psycopg.Connection[Any], projection: ProjectionClass
+) -> dict[str, int]:
+    """The positions in the projection's tracking table, by name (the table also holds a row
+    of the library's own bookkeeping)."""
     exists = conn.execute("SELECT to_regclass(%s)", (tracking_table(projection),)).fetchone()
     if not exists or exists[0] is None:
-        return 0
-    # The table also holds a row of the library's own bookkeeping.
+        return {}
     rows = conn.execute(
         SQL("SELECT application_name, max(notification_id) FROM {} GROUP BY 1").format(
             Identifier(tracking_table(projection))
         )
     ).fetchall()
-    positions = {name: int(position) for name, position in rows if position is not None}
-    if CSMS.name in positions:
-        return positions[CSMS.name]
-    return shares_position(positions)
+    return {name: int(position) for name, position in rows if position is not None}
 
 
 def events_of(conn: psycopg.Connection[Any], projection: ProjectionClass) -> tuple[int, int]:

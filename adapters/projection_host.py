@@ -23,7 +23,7 @@ import psycopg
 from eventsourcing.projection import Projection
 
 from adapters import projection_admin as admin
-from adapters.parallel_rebuild import RebuildFailed, rebuild_in_shares, unfinished
+from adapters.parallel_rebuild import RebuildFailed, rebuild_in_shares
 from adapters.postgres import EVENTS_TABLE
 from adapters.projection_runner import BatchRunner
 from projections.base import SqlView
@@ -138,7 +138,7 @@ class ProjectionHost:
             return  # another node runs it; try again later
         try:
             log.info("projection %s runs on this node (process %d)", projection.name, os.getpid())
-            if unfinished(conn, projection):
+            if admin.unfinished(conn, projection):
                 log.warning(
                     "projection %s: a parallel rebuild stopped before it was done; "
                     "rebuilding it from the first event",

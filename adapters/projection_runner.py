@@ -42,12 +42,13 @@ def tracking_table(projection: type[Projection[Any]]) -> str:
     return f"{projection.name.lower()}_tracking"
 
 
+SHARE_PREFIX = f"{CSMS.name}#"  # of the names shares of a parallel rebuild record under
+SHARE_TRACKING_NAMES = f"{SHARE_PREFIX}%"  # every share's name, as a LIKE pattern
+
+
 def share_tracking_name(share: Share) -> str:
     """The name a share of a parallel rebuild records its position under."""
-    return f"{CSMS.name}#{share.number}/{share.of}"
-
-
-SHARE_TRACKING_NAMES = f"{CSMS.name}#%"  # every share's name, as a LIKE pattern
+    return f"{SHARE_PREFIX}{share.number}/{share.of}"
 
 
 def shares_position(positions: Mapping[str, int]) -> int:
@@ -56,14 +57,13 @@ def shares_position(positions: Mapping[str, int]) -> int:
     shares: dict[int, int] = {}
     count = 0
     for name, position in positions.items():
-        application, _, share = name.partition("#")
-        if application == CSMS.name and share:
-            number, _, of = share.partition("/")
+        if name.startswith(SHARE_PREFIX):
+            number, _, of = name.removeprefix(SHARE_PREFIX).partition("/")
             shares[int(number)], count = position, int(of)
     return min(shares.values()) if shares and len(shares) == count else 0
 
 
-def parallel_rebuild(projection: type[Projection[Any]] | Projection[Any]) -> ParallelRebuild | None:
+def parallel_rebuild(projection: type[Projection[Any]]) -> ParallelRebuild | None:
     """How the projection may be rebuilt by several processes, or None if only by one."""
     found: ParallelRebuild | None = getattr(projection, "parallel_rebuild", None)
     return found
@@ -98,6 +98,8 @@ class BatchRunner:
         self.projection = projection(view=self.view)
         self._batch = batch
         self._share = share
+        rebuild = parallel_rebuild(projection)
+        self._shared_topics = rebuild.shared_topics if rebuild else ()
         # A share records its position under a name of its own: the projection's own position
         # is recorded once every share is done.
         self._tracking_name = CSMS.name if share is None else share_tracking_name(share)
@@ -142,14 +144,13 @@ class BatchRunner:
                 inclusive_of_start=False,
             )
         assert isinstance(recorder, EventRecorder)
-        rebuild = parallel_rebuild(self.projection)
         found: list[Notification] = recorder.select_share(
             self.position,
             last,
             self._batch,
             self.projection.topics,
             self._share,
-            rebuild.shared_topics if rebuild else (),
+            self._shared_topics,
             with_shared,
         )
         return found
