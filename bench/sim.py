@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import websockets
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidStatus, WebSocketException
+
+from bench.wire import Line, open_line
 
 # The messages that change a station's state; the steady target counts only these.
 STATE_CHANGING = frozenset(
@@ -56,6 +57,9 @@ class Tally:
         return taken
 
 
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def kind_of(action: str) -> str:
     if action == "BootNotification":
         return "boot"
@@ -75,7 +79,7 @@ class Station:
         self.protocol = protocol
         self.tally = tally
         self.timeout = timeout
-        self.ws: Any = None
+        self.line: Line | None = None
         self._ids = itertools.count()
         self.meter_wh = 0
 
@@ -84,11 +88,13 @@ class Station:
         return self.protocol == "ocpp1.6"
 
     async def call(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+        assert self.line is not None
         started = time.perf_counter()
         message_id = str(next(self._ids))
-        await self.ws.send(json.dumps([2, message_id, action, payload]))
+        self.line.send(_JSON.encode([2, message_id, action, payload]))
         try:
-            reply = await self._answer_to(message_id, started + self.timeout)
+            async with asyncio.timeout(self.timeout):
+                reply = await self._answer_to(self.line, message_id)
         except TimeoutError:
             self.tally.errors[f"timeout {action}"] += 1
             return None
@@ -99,13 +105,10 @@ class Station:
         answer: dict[str, Any] = reply[2]
         return answer
 
-    async def _answer_to(self, message_id: str, deadline: float) -> list[Any]:
+    async def _answer_to(self, line: Line, message_id: str) -> list[Any]:
         """The answer to this call; answers to calls that timed out before are counted."""
         while True:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                raise TimeoutError
-            reply: list[Any] = json.loads(await asyncio.wait_for(self.ws.recv(), remaining))
+            reply: list[Any] = json.loads(await line.recv())
             if reply[1] == message_id:
                 return reply
             self.tally.errors["answer after its call timed out"] += 1
@@ -114,14 +117,9 @@ class Station:
         """Connects; a server that refuses with 503 is obeyed: again after its Retry-After."""
         while True:
             try:
-                self.ws = await websockets.connect(
-                    self.url,
-                    subprotocols=[self.protocol],  # type: ignore[list-item]
-                    open_timeout=self.timeout,
-                    compression=None,
-                    ping_interval=None,  # heartbeats keep the line alive, as on a real station
-                    max_size=1 << 20,
-                )
+                # No pings of our own: heartbeats keep the line alive, as on a real station.
+                async with asyncio.timeout(self.timeout):
+                    self.line = await open_line(self.url, self.protocol)
             except InvalidStatus as refused:
                 retry_after = refused.response.headers.get("Retry-After", "")
                 if refused.response.status_code != 503 or not retry_after.isdigit():
@@ -133,15 +131,15 @@ class Station:
                 self.tally.notes["connections refused with 503, then retried"] += 1
                 await asyncio.sleep(int(retry_after))
                 continue
-            except (OSError, TimeoutError, websockets.WebSocketException) as error:
+            except (OSError, TimeoutError, WebSocketException) as error:
                 self.tally.errors[f"connect {type(error).__name__}"] += 1
                 return False
             self.tally.connected += 1
             return True
 
     async def close(self) -> None:
-        if self.ws is not None:
-            await self.ws.close()
+        if self.line is not None:
+            await self.line.close()
             self.tally.connected -= 1
 
     async def boot(self, give_up_at: float) -> bool:
