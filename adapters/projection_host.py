@@ -37,6 +37,10 @@ RETRY_SECONDS = 2.0  # after an error
 POLL_SECONDS = 1.0
 # A caught-up projection waits for the store's notification of a commit, or this long at most.
 IDLE_SECONDS = 0.5
+# A projection that is keeping up steps at most this often, so that the events of many commits
+# make one batch. Stepping at every commit cost a worker half its time at 2,000 msg/s: each
+# step reads twice and commits once, however few events it brings (often none).
+GATHER_SECONDS = 0.1
 STANDBY_SECONDS = 5.0
 
 
@@ -200,7 +204,11 @@ class ProjectionHost:
             with BatchRunner(self._env, projection, view) as runner:
                 checked = time.monotonic()
                 while not self._stopping.is_set():
-                    if not runner.step():
+                    began = time.monotonic()
+                    applied = runner.step()
+                    if applied < runner.batch:  # caught up: let the next events gather
+                        self._stopping.wait(max(0.0, began + GATHER_SECONDS - time.monotonic()))
+                    if not applied:
                         _wait_for_events(lock_conn)
                     if time.monotonic() - checked >= 1.0:
                         checked = time.monotonic()

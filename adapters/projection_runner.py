@@ -96,7 +96,7 @@ class BatchRunner:
         self._factory, self.view = open_view(settings, projection, view)
         self.view.history = history_of(self._app)
         self.projection = projection(view=self.view)
-        self._batch = batch
+        self.batch = batch
         self._share = share
         rebuild = parallel_rebuild(projection)
         self._shared_topics = rebuild.shared_topics if rebuild else ()
@@ -129,7 +129,7 @@ class BatchRunner:
                         to_domain_event(notification),
                         Tracking(self._tracking_name, notification.id),
                     )
-        full = len(notifications) == self._batch
+        full = len(notifications) == self.batch
         self.position = notifications[-1].id if full else last
         return len(notifications)
 
@@ -139,7 +139,7 @@ class BatchRunner:
             return recorder.select_notifications(
                 start=self.position,
                 stop=last,
-                limit=self._batch,
+                limit=self.batch,
                 topics=self.projection.topics,
                 inclusive_of_start=False,
             )
@@ -147,7 +147,7 @@ class BatchRunner:
         found: list[Notification] = recorder.select_share(
             self.position,
             last,
-            self._batch,
+            self.batch,
             self.projection.topics,
             self._share,
             self._shared_topics,
