@@ -30,6 +30,9 @@ NUMBER_SEQUENCE = "csms_transaction_number"
 NUMBER_BLOCK = 100  # transaction numbers a process takes from the sequence at once
 # Serialises schema creation between processes starting at the same time.
 SCHEMA_LOCK_KEY = 0x0C5A5_0001
+# Serialises the writers of events (a pair of keys: PostgreSQL keeps pairs apart from the single
+# keys above and the projections' locks).
+WRITERS_LOCK_KEYS = (0x0C5A5, 2)
 
 GUARD_SQL = f"""
 CREATE OR REPLACE FUNCTION csms_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -63,7 +66,7 @@ BEGIN
     content := sha256(convert_to(NEW.originator_id::text, 'UTF8')
         || int8send(NEW.originator_version) || convert_to(coalesce(NEW.topic, ''), 'UTF8')
         || coalesce(NEW.state, ''::bytea));
-    -- Writers hold the table's lock, so "the previous event" is well defined.
+    -- Writers hold the writers' lock, so "the previous event" is well defined.
     SELECT chain_hash INTO previous FROM {EVENTS_TABLE}
         WHERE notification_id < NEW.notification_id ORDER BY notification_id DESC LIMIT 1;
     SELECT aggregate_hash INTO previous_in_aggregate FROM {EVENTS_TABLE}
@@ -80,18 +83,21 @@ CREATE TRIGGER csms_events_chain BEFORE INSERT ON {EVENTS_TABLE}
 """
 
 
-# Stores a batch of events in one round trip, under the table lock that keeps commit order equal
-# to notification order (tailing projections rely on it). eventsourcing's own function takes no
-# lock, and its pipelined path once left the writer waiting forever on a busy server here. The
-# events come as four arrays: psycopg dumps a plain array in binary, where an array of composites
-# goes through text escaping (about half of the client's CPU per event).
+# Stores a batch of events in one round trip, under the writers' lock that keeps commit order
+# equal to notification order (tailing projections rely on it). eventsourcing's own function
+# takes no lock, and its pipelined path once left the writer waiting forever on a busy server
+# here. The lock is an advisory one held to the end of the transaction: a table lock in EXCLUSIVE
+# mode also conflicts with autovacuum's, so every autovacuum of the table stopped every writer
+# for a second (deadlock_timeout), until PostgreSQL cancelled the vacuum, which then never ran to
+# the end. The events come as four arrays: psycopg dumps a plain array in binary, where an array
+# of composites goes through text escaping (about half of the client's CPU per event).
 INSERT_SQL = f"""
 CREATE OR REPLACE FUNCTION csms_insert_events(
     ids uuid[], versions bigint[], topics text[], states bytea[])
 RETURNS SETOF bigint LANGUAGE plpgsql AS $$
 BEGIN
     SET LOCAL lock_timeout = '10s';
-    LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE;
+    PERFORM pg_advisory_xact_lock({WRITERS_LOCK_KEYS[0]}, {WRITERS_LOCK_KEYS[1]});
     NOTIFY {EVENTS_TABLE};
     RETURN QUERY INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state)
         SELECT * FROM unnest(ids, versions, topics, states)
@@ -261,12 +267,12 @@ def eventsourcing_env(database_url: str, pool_size: int = 4) -> dict[str, str]:
         "POSTGRES_PASSWORD": str(params.get("password") or ""),
         "POSTGRES_POOL_SIZE": str(pool_size),
         "POSTGRES_MAX_OVERFLOW": "4",
-        # Wait at most this long for the events table lock rather than forever.
+        # Wait at most this long for a lock rather than forever.
         "POSTGRES_LOCK_TIMEOUT": "10",
         "POSTGRES_CONNECT_TIMEOUT": "10",
         # No ping before each use: a broken connection is retried by the recorder itself.
         "POSTGRES_PRE_PING": "n",
-        # eventsourcing's own fast path inserts without the table lock: a tailing projection
+        # eventsourcing's own fast path inserts without the writers' lock: a tailing projection
         # could skip events. This recorder inserts through csms_insert_events.
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         "APPLICATION_RECORDER_TOPIC": "adapters.postgres:EventRecorder",

@@ -2,7 +2,7 @@
 
 It polls the event store rather than following each event: under load a poll finds hundreds of
 new events, which then cost one commit instead of hundreds. Notification ids are assigned and
-committed under the events table's lock, so once an id is visible every smaller one is too, and
+committed under the writers' lock, so once an id is visible every smaller one is too, and
 reading up to the largest visible id never skips an event committed later.
 """
 
