@@ -144,7 +144,7 @@ async def test_a_firmware_update_shows_its_progress_on_the_station(
             "firmwareUpdate { location retrieveAt requestedBy } } }",
             id=station_id,
         ),
-        lambda d: d["station"]["firmwareStatus"] == "Installed",
+        lambda d: d["station"] is not None and d["station"]["firmwareStatus"] == "Installed",
     )
     update = data["station"]["firmwareUpdate"]
     assert update["location"] == "https://fw.example/2.0.bin"
