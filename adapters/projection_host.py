@@ -37,9 +37,10 @@ RETRY_SECONDS = 2.0  # after an error
 POLL_SECONDS = 1.0
 # A caught-up projection waits for the store's notification of a commit, or this long at most.
 IDLE_SECONDS = 0.5
-# A projection that is keeping up steps at most this often, so that the events of many commits
-# make one batch. Stepping at every commit cost a worker half its time at 2,000 msg/s: each
-# step reads twice and commits once, however few events it brings (often none).
+# A projection that keeps up steps at most once in this long, so that the events of many commits
+# make one batch: each step reads the store twice and commits once, however few events it brings
+# (often none). Stepping at every commit cost the server 0.3 of a core, and PostgreSQL 0.13, at
+# 1,900 msg/s.
 GATHER_SECONDS = 0.1
 STANDBY_SECONDS = 5.0
 
