@@ -1,0 +1,134 @@
+"""The load generator's simulated stations: against the CSMS, and against servers that refuse,
+hang up or never answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from http import HTTPStatus
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from bench import readside
+from bench.sim import Station, Tally
+from tests.support import ServerProcess
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+async def test_simulated_stations_run_transactions_that_the_read_side_shows(
+    shared_server: ServerProcess,
+) -> None:
+    tally = Tally()
+    base_url = shared_server.ocpp_url("").rstrip("/")
+    give_up_at = time.time() + 30
+    for protocol in ("ocpp1.6", "ocpp2.0.1"):
+        station = Station(base_url, f"BENCH-{protocol}", protocol, tally, timeout=10)
+        assert await station.connect(give_up_at)
+        assert await station.boot(give_up_at)
+        await station.status("Available")
+        await station.transaction(meter_values=2, pause=0.0, started_at=datetime.now(UTC))
+        await station.heartbeat()
+        await station.close()
+    assert not tally.errors, tally.errors
+    assert tally.connected == 0
+    assert {kind: len(seconds) for kind, seconds in tally.latencies.items()} == {
+        "boot": 2,
+        "state": 2 + 2 * 4,  # a status, then start, two meter values and stop, each
+        "other": 2,
+    }
+    assert [ran.energy_wh for ran in tally.transactions] == [500, 500]
+    report = await readside.check(
+        shared_server.http_url(), shared_server.token("operator"), tally.transactions, []
+    )
+    assert len(report) == 1 and "2/2 transactions shown and correct" in report[0], report
+
+
+async def _accept_boots(websocket: ServerConnection) -> None:
+    async for text in websocket:
+        message_id = json.loads(text)[1]
+        answer = {"status": "Accepted", "currentTime": "2026-01-01T00:00:00Z", "interval": 60}
+        await websocket.send(json.dumps([3, message_id, answer]))
+
+
+@asynccontextmanager
+async def _server(
+    handler: Handler,
+    refuse: Callable[[ServerConnection, Request], Response | None] = lambda *_: None,
+) -> AsyncIterator[str]:
+    """A WebSocket server on a free port, as the base URL stations connect to."""
+    async with serve(handler, "127.0.0.1", 0, process_request=refuse) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+
+
+async def test_a_station_told_to_come_back_later_connects_after_retry_after() -> None:
+    refused: list[str] = []
+
+    def refuse_once(connection: ServerConnection, request: Request) -> Response | None:
+        if refused:
+            return None
+        refused.append(request.path)
+        response = connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "busy\n")
+        response.headers["Retry-After"] = "1"
+        return response
+
+    tally = Tally()
+    async with _server(_accept_boots, refuse_once) as url:
+        station = Station(url, "CP-BUSY", "ocpp1.6", tally, timeout=5)
+        began = time.monotonic()
+        assert await station.connect(give_up_at=time.time() + 30)
+        waited = time.monotonic() - began
+        assert await station.boot(give_up_at=time.time() + 30)
+        await station.close()
+    assert refused == ["/CP-BUSY"]
+    assert waited >= 1.0
+    assert tally.notes["connections refused with 503, then retried"] == 1
+    assert not tally.errors, tally.errors
+
+
+async def test_a_refusal_without_retry_after_is_counted_and_given_up() -> None:
+    def refuse(connection: ServerConnection, request: Request) -> Response:
+        return connection.respond(HTTPStatus.NOT_FOUND, "no such station\n")
+
+    tally = Tally()
+    async with _server(_accept_boots, refuse) as url:
+        station = Station(url, "CP-UNKNOWN", "ocpp1.6", tally, timeout=5)
+        assert not await station.connect(give_up_at=time.time() + 30)
+    assert tally.errors == {"connect refused (404)": 1}
+    assert tally.connected == 0
+
+
+async def test_a_connection_the_server_closes_ends_the_station_with_its_close_code() -> None:
+    async def hang_up(websocket: ServerConnection) -> None:
+        await websocket.recv()
+        await websocket.close(1011, "going away")
+
+    async with _server(hang_up) as url:
+        station = Station(url, "CP-DROPPED", "ocpp1.6", Tally(), timeout=5)
+        assert await station.connect(give_up_at=time.time() + 30)
+        with pytest.raises(ConnectionClosed) as closed:
+            await station.heartbeat()
+        await station.close()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+
+
+async def test_an_unanswered_call_is_counted_as_a_timeout() -> None:
+    async def never_answer(websocket: ServerConnection) -> None:
+        await asyncio.sleep(5)
+
+    tally = Tally()
+    async with _server(never_answer) as url:
+        station = Station(url, "CP-SILENT", "ocpp1.6", tally, timeout=0.3)
+        assert await station.connect(give_up_at=time.time() + 30)
+        await station.heartbeat()
+        await station.close()
+    assert tally.errors == {"timeout Heartbeat": 1}
+    assert "other" not in tally.latencies
