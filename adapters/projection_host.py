@@ -207,8 +207,7 @@ class ProjectionHost:
                 while not self._stopping.is_set():
                     began = time.monotonic()
                     applied = runner.step()
-                    if applied < runner.batch:  # caught up: let the next events gather
-                        self._stopping.wait(max(0.0, began + GATHER_SECONDS - time.monotonic()))
+                    self._stopping.wait(pause_after_step(began, applied, runner.batch))
                     if not applied:
                         _wait_for_events(lock_conn)
                     if time.monotonic() - checked >= 1.0:
@@ -223,6 +222,14 @@ class ProjectionHost:
         finally:
             lock_conn.execute(f"UNLISTEN {EVENTS_TABLE}")
             _drain(lock_conn)
+
+
+def pause_after_step(began: float, applied: int, batch: int) -> float:
+    """Seconds to wait before a projection's next step: none after a full batch (it is behind),
+    else what is left of GATHER_SECONDS since the step `began` (a time.monotonic())."""
+    if applied >= batch:
+        return 0.0
+    return max(0.0, began + GATHER_SECONDS - time.monotonic())
 
 
 def _wait_for_events(conn: psycopg.Connection[Any]) -> None:
