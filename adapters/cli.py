@@ -331,9 +331,16 @@ def _projections(args: argparse.Namespace) -> int:
     with psycopg.connect(url, autocommit=True) as conn:
         for projection, _ in PROJECTIONS:
             found = admin.standing(conn, projection, lock_key(projection))
-            where = "on a server" if found.running else "nowhere (no server running)"
+            where = _RUNS[found.held_by]
             print(f"{found.name:<18} {found.position:>10} {found.behind:>8}  {where}")
     return 0
+
+
+_RUNS = {
+    "server": "on a server",
+    "command": "rebuilt by `csms projections rebuild`",
+    None: "nowhere (no server running)",
+}
 
 
 def _progress_bar(done: int, of: int, seconds: float) -> None:

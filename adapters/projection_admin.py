@@ -47,7 +47,12 @@ class Standing:
     name: str
     position: int  # the notification id of the last event it applied
     behind: int  # events of its topics stored after that
-    running: bool  # a server holds it
+    held_by: str | None  # who holds its lock: "server", "command" (a rebuild), or None
+
+
+# The application name of the connection by which the command holds a projection's lock while
+# it rebuilds it, so that `csms projections` can tell it from a server.
+REBUILDING_COMMAND = "csms projections rebuild"
 
 
 # The events a projection processes: those of its topics, or every event if it names none.
@@ -65,12 +70,15 @@ def standing(conn: psycopg.Connection[Any], projection: ProjectionClass, lock_ke
         f"SELECT count(*) FROM {EVENTS_TABLE} WHERE notification_id > %s AND {_OF_TOPICS}",
         (position, *_topics(projection)),
     ).fetchone()
-    held = conn.execute(
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-        "AND classid = 0 AND objid = %s AND objsubid = 1",
+    holder = conn.execute(
+        "SELECT activity.application_name FROM pg_locks AS lock"
+        " JOIN pg_stat_activity AS activity USING (pid)"
+        " WHERE lock.locktype = 'advisory' AND lock.granted"
+        " AND lock.classid = 0 AND lock.objid = %s AND lock.objsubid = 1",
         (lock_key,),
     ).fetchone()
-    return Standing(projection.name, position, int(row[0]) if row else 0, bool(held and held[0]))
+    held_by = None if holder is None else "command" if holder[0] == REBUILDING_COMMAND else "server"
+    return Standing(projection.name, position, int(row[0]) if row else 0, held_by)
 
 
 def _position(conn: psycopg.Connection[Any], projection: ProjectionClass) -> int:
@@ -149,7 +157,9 @@ def rebuild(
     If no server runs the projection, this process does, with `processes` processes if the
     projection allows it (by default one per core once there are PARALLEL_FROM events).
     """
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with psycopg.connect(
+        database_url, autocommit=True, application_name=REBUILDING_COMMAND
+    ) as conn:
         conn.execute(REBUILD_REQUESTS_SQL)
         target, count = events_of(conn, projection)
         acquired = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key,)).fetchone()

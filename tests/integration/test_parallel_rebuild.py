@@ -231,3 +231,21 @@ def test_a_parallel_rebuild_shows_how_far_every_share_has_come() -> None:
     assert shares_position({"CSMS#0/2": 10, "CSMS#1/2": 7, "NotCSMS": 99}) == 7
     assert shares_position({"CSMS#0/2": 10}) == 0  # the other share has recorded nothing yet
     assert shares_position({}) == 0
+
+
+def test_a_projection_the_command_rebuilds_is_listed_as_rebuilt_by_it(database_url: str) -> None:
+    _run(database_url, list(_sessions(0, 2)))
+    env = _views(database_url)
+    key = lock_key(BillingProjection)
+    seen: list[str | None] = []
+
+    def held_by() -> str | None:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            return admin.standing(conn, BillingProjection, key).held_by
+
+    def progress(done: int, of: int, seconds: float) -> None:
+        seen.append(held_by())
+
+    admin.rebuild(database_url, env, BillingProjection, BillingView, key, progress, processes=1)
+    assert seen and set(seen) == {"command"}
+    assert held_by() is None
