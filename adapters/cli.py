@@ -336,7 +336,7 @@ def _projections(args: argparse.Namespace) -> int:
     return 0
 
 
-_RUNS = {
+_RUNS: dict[admin.Holder | None, str] = {
     "server": "on a server",
     "command": "rebuilt by `csms projections rebuild`",
     None: "nowhere (no server running)",

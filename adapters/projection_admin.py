@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from eventsourcing.projection import Projection
@@ -42,12 +42,15 @@ PARALLEL_FROM = 20_000
 _CREATED = re.compile(r"CREATE (TABLE IF NOT EXISTS|OR REPLACE VIEW) (\w+)", re.IGNORECASE)
 
 
+Holder = Literal["server", "command"]  # a server runs it, or the command rebuilds it
+
+
 @dataclass(frozen=True)
 class Standing:
     name: str
     position: int  # the notification id of the last event it applied
     behind: int  # events of its topics stored after that
-    held_by: str | None  # who holds its lock: "server", "command" (a rebuild), or None
+    held_by: Holder | None  # who holds its lock, if anyone
 
 
 # The application name of the connection by which the command holds a projection's lock while
@@ -77,7 +80,9 @@ def standing(conn: psycopg.Connection[Any], projection: ProjectionClass, lock_ke
         " AND lock.classid = 0 AND lock.objid = %s AND lock.objsubid = 1",
         (lock_key,),
     ).fetchone()
-    held_by = None if holder is None else "command" if holder[0] == REBUILDING_COMMAND else "server"
+    held_by: Holder | None = None
+    if holder is not None:
+        held_by = "command" if holder[0] == REBUILDING_COMMAND else "server"
     return Standing(projection.name, position, int(row[0]) if row else 0, held_by)
 
 

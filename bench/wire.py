@@ -9,6 +9,7 @@ load generator spent a third of the two cores there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections import deque
 
@@ -18,7 +19,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import CLOSED, OPEN
 from websockets.typing import Subprotocol
-from websockets.uri import parse_uri
+from websockets.uri import WebSocketURI, parse_uri
 
 CLOSE_TIMEOUT = 5.0  # seconds the server has to end the TCP connection after our close frame
 
@@ -26,10 +27,8 @@ CLOSE_TIMEOUT = 5.0  # seconds the server has to end the TCP connection after ou
 class Line(asyncio.Protocol):
     """One WebSocket connection: text messages out, text messages in, in order."""
 
-    def __init__(self, url: str, subprotocol: str, max_size: int) -> None:
-        self._ws = ClientProtocol(
-            parse_uri(url), subprotocols=[Subprotocol(subprotocol)], max_size=max_size
-        )
+    def __init__(self, uri: WebSocketURI, subprotocol: str, max_size: int) -> None:
+        self._ws = ClientProtocol(uri, subprotocols=[Subprotocol(subprotocol)], max_size=max_size)
         loop = asyncio.get_running_loop()
         self._opened: asyncio.Future[None] = loop.create_future()
         self._lost: asyncio.Future[None] = loop.create_future()
@@ -139,9 +138,17 @@ class Line(asyncio.Protocol):
                 self._transport.write_eof()
 
     def _closed(self) -> ConnectionClosed:
+        # A station stops using a line that is closing: taken as closed, the protocol can name
+        # the close frames it saw.
         if self._ws.state is not CLOSED:
             self._ws.receive_eof()
         return self._ws.close_exc
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every wss:// line: making one loads the CA certificates."""
+    return ssl.create_default_context()
 
 
 async def open_line(url: str, subprotocol: str, max_size: int = 1 << 20) -> Line:
@@ -151,10 +158,10 @@ async def open_line(url: str, subprotocol: str, max_size: int = 1 << 20) -> Line
     line: Line | None = None
     try:
         _, line = await loop.create_connection(
-            lambda: Line(url, subprotocol, max_size),
+            lambda: Line(uri, subprotocol, max_size),
             uri.host,
             uri.port,
-            ssl=ssl.create_default_context() if uri.secure else None,
+            ssl=_tls() if uri.secure else None,
         )
         await line.opened()
     except BaseException:
