@@ -10,9 +10,10 @@ Two scenarios:
   transaction each that they queued while offline, then stay connected for --hold seconds.
 
 A progress line each second; at the end, messages/s, latency percentiles by kind of message,
-CallErrors, timeouts, the server's RSS (when it runs on this machine), then, given --graphql and
---token, how long the read side took to show every transaction the stations ran, and whether
-each is there and correct. Each target of the performance issue is printed with its verdict.
+CallErrors, timeouts, the server's RSS (when it runs on this machine), the cores used by the
+server, by the load and by the rest of the machine, then, given --graphql and --token, how long
+the read side took to show every transaction the stations ran, and whether each is there and
+correct. Each target of the performance issue is printed with its verdict.
 
     python -m bench.load --url ws://127.0.0.1:9000 --stations 2000 --rate 1000 --duration 60
     python -m bench.load --scenario storm --stations 20000 --window 60 --processes 2
@@ -37,7 +38,7 @@ from urllib.parse import urlsplit
 
 import websockets
 
-from bench import readside, rss
+from bench import readside, usage
 from bench.sim import Ran, Station, Tally
 
 REPORT_SECONDS = 0.5
@@ -188,6 +189,9 @@ class Totals:
     connected: dict[int, int] = field(default_factory=dict)  # by load process
     peak_connected: int = 0
     peak_rss: int = 0
+    # CPU time used by then, at the first and the last progress line in the measured window.
+    cpu: tuple[usage.Sample, usage.Sample] | None = None
+    server_found: bool = False
 
     def add(self, shard: int, tally: Tally, in_window: bool) -> None:
         for kind, values in tally.latencies.items():
@@ -226,7 +230,10 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
     # The steady figures are taken once every station is connected and the backlog of their
     # boots has settled, until the end.
     window = (started + plan.measured[0], started + plan.measured[1])
+    if plan.scenario == "storm":
+        window = (started, float("inf"))
     totals = Totals()
+    listening: list[int] = []  # found once: reading every process's sockets is not free
     finished, last_print, last_answered = 0, time.time(), 0
     while finished < plan.processes:
         try:
@@ -241,9 +248,15 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
             probe.offer(tally.transactions)
         finished += done
         if now - last_print >= 1.0:
-            server_rss = rss.total(rss.listeners(port) + server_pids)
+            listening = listening or usage.listeners(port)
+            server = usage.family(listening + server_pids)
+            totals.server_found = totals.server_found or bool(server)
+            server_rss = usage.resident(server)
             totals.peak_rss = max(totals.peak_rss, server_rss)
             answered = totals.answered()
+            if window[0] <= now <= window[1]:
+                taken = usage.sample(answered, server)
+                totals.cpu = (totals.cpu[0] if totals.cpu else taken, taken)
             print(
                 f"  {now - started:6.1f}s  connected {sum(totals.connected.values()):>6}"
                 f"  answered {answered:>9}"
@@ -286,6 +299,8 @@ def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
     lines += [f"{kind:<30}  {count}" for kind, count in sorted(totals.notes.items())]
     if totals.peak_rss:
         lines.append(f"server RSS      peak {totals.peak_rss / 2**20:.0f} MiB")
+    if totals.cpu:
+        lines += usage.cpu_report(*totals.cpu, totals.server_found)
     lines.append("targets")
     if plan.scenario == "storm":
         boots = totals.latencies.get("boot", [])

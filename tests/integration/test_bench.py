@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from http import HTTPStatus
 
@@ -16,7 +20,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bench import readside
+from bench import readside, usage
 from bench.sim import Station, Tally
 from tests.support import ServerProcess
 
@@ -132,3 +136,31 @@ async def test_an_unanswered_call_is_counted_as_a_timeout() -> None:
         await station.close()
     assert tally.errors == {"timeout Heartbeat": 1}
     assert "other" not in tally.latencies
+
+
+def test_the_load_reports_the_cores_a_local_server_used(shared_server: ServerProcess) -> None:
+    url = shared_server.ocpp_url("").rstrip("/")
+    load = ["--stations", "4", "--ramp", "0.1", "--warmup", "1", "--duration", "4"]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.load", "--url", url, *load],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = re.search(r"CPU \(cores\) +server ([\d.]+), this load ([\d.]+),", done.stdout)
+    assert found, done.stdout
+    assert float(found[1]) > 0 and float(found[2]) > 0, done.stdout
+    assert re.search(r"server [\d.]+ cores per 1,000 msg/s answered", done.stdout), done.stdout
+
+
+def test_the_cores_used_are_the_cpu_time_over_the_time_between_samples() -> None:
+    first = usage.Sample(at=100.0, answered=0, server=10.0, load=5.0, machine=20.0)
+    last = usage.Sample(at=110.0, answered=20_000, server=20.0, load=8.0, machine=40.0)
+    lines = usage.cpu_report(first, last, server_known=True)
+    assert lines[0].startswith("CPU (cores)     server 1.00, this load 0.30, the rest of the")
+    assert "the rest of the machine 0.70, of " in lines[0] and "(over 10 s)" in lines[0]
+    assert lines[1] == "  server 0.50 cores per 1,000 msg/s answered"  # 2,000 msg/s
+    # A remote server: no process of it here, its cores count for nothing.
+    remote = usage.cpu_report(replace(first, server=0), replace(last, server=0), False)
+    assert remote == [lines[0].replace("server 1.00, ", "").replace("0.70", "1.70")]
