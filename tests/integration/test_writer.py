@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from adapters.postgres import open_store
-from adapters.writer import CommandWriter, Rate, gathering_pause
+from adapters.writer import CommandWriter, Gathering, Traffic
 from domain.commands import ChangeConnectorStatus
 from domain.ids import station_uuid
 
@@ -29,7 +29,7 @@ async def test_a_busy_writer_commits_commands_that_came_close_together_at_once(
     database_url: str, busy_rate: float, batches: int
 ) -> None:
     app = open_store(database_url)
-    writer = CommandWriter(app, gather_seconds=0.5, busy_rate=busy_rate)
+    writer = CommandWriter(app, gathering=Gathering(0.5, busy_rate=busy_rate, busy_senders=0))
     writer.start()
     try:
         await _two_commands_apart(writer, 0.05)
@@ -45,20 +45,28 @@ async def test_a_busy_writer_commits_commands_that_came_close_together_at_once(
     app.close()
 
 
+def _traffic(commands: int, senders: int) -> Traffic:
+    """Traffic as counted over one second: `commands` from `senders` stations."""
+    traffic = Traffic(start=0.0)
+    traffic.count([f"CP-{i % senders}" for i in range(commands)], now=1.0)
+    return traffic
+
+
 def test_the_pause_is_what_is_left_of_the_gathering_time_only_when_busy() -> None:
-    assert gathering_pause(queued=10.0, now=10.004, rate=500, gather=0.01, busy=200) == (
-        pytest.approx(0.006)
-    )
-    assert gathering_pause(queued=10.0, now=10.02, rate=500, gather=0.01, busy=200) == 0.0
-    assert gathering_pause(queued=10.0, now=10.004, rate=150, gather=0.01, busy=200) == 0.0
+    gathering = Gathering(0.01, busy_rate=200, busy_senders=50)
+    busy = _traffic(500, 400)
+    assert gathering.pause(queued=10.0, now=10.004, traffic=busy) == pytest.approx(0.006)
+    assert gathering.pause(queued=10.0, now=10.02, traffic=busy) == 0.0  # waited enough
+    assert gathering.pause(queued=10.0, now=10.004, traffic=_traffic(150, 150)) == 0.0
+    # A few stations sending fast each wait for their own answer: nothing more would come.
+    assert gathering.pause(queued=10.0, now=10.004, traffic=_traffic(500, 4)) == 0.0
 
 
-def test_the_rate_is_counted_over_whole_seconds() -> None:
-    start = 1000.0
-    rate = Rate(start)
-    rate.count(300, start + 0.5)
-    assert rate.per_second == 0.0  # not a whole second yet
-    rate.count(100, start + 1.0)
-    assert rate.per_second == pytest.approx(400.0)
-    rate.count(50, start + 3.0)
-    assert rate.per_second == pytest.approx(25.0)
+def test_the_traffic_is_counted_over_whole_seconds() -> None:
+    traffic = Traffic(start=1000.0)
+    traffic.count(["CP-1", "CP-2", "CP-1"], 1000.5)
+    assert (traffic.per_second, traffic.senders) == (0.0, 0)  # not a whole second yet
+    traffic.count(["CP-3"], 1001.0)
+    assert (traffic.per_second, traffic.senders) == (pytest.approx(4.0), 3)
+    traffic.count(["CP-1", None], 1003.0)
+    assert (traffic.per_second, traffic.senders) == (pytest.approx(1.0), 2)
