@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import gc
 import multiprocessing
+import os
 import queue
 import random
 import sys
@@ -191,7 +192,6 @@ class Totals:
     peak_rss: int = 0
     # CPU time used by then, at the first and the last progress line in the measured window.
     cpu: tuple[usage.Sample, usage.Sample] | None = None
-    server_found: bool = False
 
     def add(self, shard: int, tally: Tally, in_window: bool) -> None:
         for kind, values in tally.latencies.items():
@@ -249,13 +249,13 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
         finished += done
         if now - last_print >= 1.0:
             listening = listening or usage.listeners(port)
-            server = usage.family(listening + server_pids)
-            totals.server_found = totals.server_found or bool(server)
+            parents = usage.parents()
+            server = usage.family(listening + server_pids, parents)
             server_rss = usage.resident(server)
             totals.peak_rss = max(totals.peak_rss, server_rss)
             answered = totals.answered()
             if window[0] <= now <= window[1]:
-                taken = usage.sample(answered, server)
+                taken = usage.sample(answered, server, usage.family([os.getpid()], parents))
                 totals.cpu = (totals.cpu[0] if totals.cpu else taken, taken)
             print(
                 f"  {now - started:6.1f}s  connected {sum(totals.connected.values()):>6}"
@@ -300,7 +300,7 @@ def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
     if totals.peak_rss:
         lines.append(f"server RSS      peak {totals.peak_rss / 2**20:.0f} MiB")
     if totals.cpu:
-        lines += usage.cpu_report(*totals.cpu, totals.server_found)
+        lines += usage.cpu_report(*totals.cpu, server_known=totals.peak_rss > 0)
     lines.append("targets")
     if plan.scenario == "storm":
         boots = totals.latencies.get("boot", [])

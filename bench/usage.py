@@ -37,21 +37,21 @@ def listeners(port: int) -> list[int]:
     return pids
 
 
-def _parents() -> dict[int, int]:
-    parents = {}
+def parents() -> dict[int, int]:
+    """Each process's parent, by pid: one reading of /proc, for the families of that moment."""
+    found = {}
     for process in PROC.iterdir():
         if process.name.isdigit():
             try:
                 stat = (process / "stat").read_text()
             except OSError:
                 continue
-            parents[int(process.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return parents
+            found[int(process.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return found
 
 
-def family(pids: list[int]) -> set[int]:
+def family(pids: list[int], parents: dict[int, int]) -> set[int]:
     """The pids, their descendants, and a parent whose children they all are (a supervisor)."""
-    parents = _parents()
     members = set(pids)
     common = {parents.get(pid) for pid in pids}
     if len(common) == 1 and len(pids) > 1:
@@ -110,8 +110,7 @@ class Sample:
     machine: float
 
 
-def sample(answered: int, server: set[int]) -> Sample:
-    load = family([os.getpid()])
+def sample(answered: int, server: set[int], load: set[int]) -> Sample:
     return Sample(
         time.monotonic(), answered, cpu_seconds(server), cpu_seconds(load), machine_busy_seconds()
     )
