@@ -169,15 +169,9 @@ class EventRecorder(PostgresApplicationRecorder):
         after = start if start is not None else 0
         if start is not None and inclusive_of_start:
             after -= 1
-        with (
-            self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row) as cursor,
-        ):
-            chosen = {"after": after, "stop": stop, "topics": list(topics), "limit": limit}
-            cursor.execute(SELECT_NOTIFICATIONS, chosen, prepare=True)
-            return _notifications(cursor.fetchall())
+        found: list[Notification] = self.select(*events_query(after, stop, limit, topics))
+        return found
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_share(
         self,
         after: int,
@@ -190,22 +184,43 @@ class EventRecorder(PostgresApplicationRecorder):
     ) -> list[Notification]:
         """The notifications after `after` up to `stop` of the share's aggregates, of `topics`
         (every topic if empty) but not of `shared_topics`; with those too if `with_shared`."""
-        chosen = {
-            "after": after,
-            "stop": stop,
-            "limit": limit,
-            "topics": list(topics),
-            "shared": list(shared_topics),
-            "share": share.number,
-            "shares": share.of,
-            "with_shared": list(shared_topics) if with_shared else [],
-        }
+        query = events_query(after, stop, limit, topics, share, shared_topics, with_shared)
+        found: list[Notification] = self.select(*query)
+        return found
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select(self, query: str, params: dict[str, Any]) -> list[Notification]:
+        """The notifications a query of `events_query` selects."""
         with (
             self.datastore.get_connection() as conn,
             conn.cursor(row_factory=tuple_row) as cursor,
         ):
-            cursor.execute(SELECT_SHARE, chosen, prepare=True)
+            cursor.execute(query, params, prepare=True)
             return _notifications(cursor.fetchall())
+
+
+def events_query(
+    after: int,
+    stop: int | None,
+    limit: int,
+    topics: Sequence[str] = (),
+    share: Share | None = None,
+    shared_topics: Sequence[str] = (),
+    with_shared: bool = False,
+) -> tuple[str, dict[str, Any]]:
+    """The SELECT of the next events a projection applies, with its parameters: at most `limit`
+    after `after` up to `stop`, of `topics` (every topic if empty), in their order. Of a share,
+    as `EventRecorder.select_share` says. Its columns are a notification's."""
+    chosen = {"after": after, "stop": stop, "limit": limit, "topics": list(topics)}
+    if share is None:
+        return SELECT_NOTIFICATIONS, chosen
+    shared = list(shared_topics)
+    return SELECT_SHARE, chosen | {
+        "shared": shared,
+        "share": share.number,
+        "shares": share.of,
+        "with_shared": shared if with_shared else [],
+    }
 
 
 def _notifications(rows: Sequence[tuple[Any, ...]]) -> list[Notification]:

@@ -8,17 +8,17 @@ reading up to the largest visible id never skips an event committed later.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import InfrastructureFactory, Notification, Tracking
+from eventsourcing.persistence import InfrastructureFactory, Tracking
 from eventsourcing.projection import Projection
 from eventsourcing.utils import Environment
 
-from adapters.postgres import EventRecorder, Share
+from adapters.postgres import EventRecorder, Share, events_query
 from domain.service import CSMS
-from projections.base import History, ParallelRebuild, SqlView
+from projections.base import AppliedInStore, History, ParallelRebuild, SqlView
 
 # Events applied in one transaction at most. A view far behind (a rebuild, an overload) gets
 # full batches, and a full batch costs less per event: each transaction's row is written once
@@ -118,33 +118,7 @@ class BatchRunner:
             last = min(last, until)
         if last <= self.position:
             return 0
-        notifications = self._select(last, with_shared)
-        if notifications:
-            # Looked up once: each lookup of a dispatching method builds a new wrapper.
-            process_event = self.projection.process_event
-            to_domain_event = self._app.mapper.to_domain_event
-            with self.view.batch():
-                for notification in notifications:
-                    process_event(
-                        to_domain_event(notification),
-                        Tracking(self._tracking_name, notification.id),
-                    )
-        full = len(notifications) == self.batch
-        self.position = notifications[-1].id if full else last
-        return len(notifications)
-
-    def _select(self, last: int, with_shared: bool) -> Sequence[Notification]:
-        recorder = self._app.recorder
-        if self._share is None:
-            return recorder.select_notifications(
-                start=self.position,
-                stop=last,
-                limit=self.batch,
-                topics=self.projection.topics,
-                inclusive_of_start=False,
-            )
-        assert isinstance(recorder, EventRecorder)
-        found: list[Notification] = recorder.select_share(
+        events = events_query(
             self.position,
             last,
             self.batch,
@@ -153,7 +127,29 @@ class BatchRunner:
             self._shared_topics,
             with_shared,
         )
-        return found
+        if isinstance(self.projection, AppliedInStore):
+            with self.view.batch():
+                applied, last_applied = self.projection.apply_in_store(*events, self._tracking_name)
+        else:
+            applied, last_applied = self._apply(events)
+        self.position = last_applied if applied == self.batch else last
+        return applied
+
+    def _apply(self, events: tuple[str, dict[str, Any]]) -> tuple[int, int]:
+        """Applies the events one by one, decoded; returns how many and the last one's id."""
+        assert isinstance(self._app.recorder, EventRecorder)
+        notifications = self._app.recorder.select(*events)
+        if not notifications:
+            return 0, 0
+        # Looked up once: each lookup of a dispatching method builds a new wrapper.
+        process_event = self.projection.process_event
+        to_domain_event = self._app.mapper.to_domain_event
+        with self.view.batch():
+            for notification in notifications:
+                process_event(
+                    to_domain_event(notification), Tracking(self._tracking_name, notification.id)
+                )
+        return len(notifications), notifications[-1].id
 
     def forget(self) -> None:
         """Drops what the view kept in memory: it reads it back from its tables."""

@@ -22,7 +22,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from adapters.postgres import EVENTS_TABLE
 from adapters.projection_runner import BATCH, history_of, open_view
 from domain.service import CSMS
-from projections.base import SqlView
+from projections.base import AppliedInStore, SqlView
 
 Registered = Sequence[tuple[type[Projection[Any]], type[SqlView]]]
 Progress = Callable[[int, int, float], None]
@@ -47,7 +47,8 @@ def replay_until(
     for projection in projections:
         projection.view.history = history_of(app)
     try:
-        return _replay(app, projections, until, _stored(database_url), progress)
+        events = _events_until(database_url)
+        return _replay(app, projections, until, events, _stored(database_url), progress)
     finally:
         app.close()
 
@@ -78,6 +79,25 @@ def _projection(
     return projection(view=recorder)
 
 
+def _events_until(database_url: str) -> str:
+    """The SELECT of the events, from `first` to `last`, recorded at or before `until`, for a
+    projection applied in the store: the views' path is their schema alone, so the events'
+    table is named with its own."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT current_schema()").fetchone()
+    assert row is not None
+    return (
+        SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state FROM {} "
+            "WHERE notification_id BETWEEN %(first)s AND %(last)s "
+            "AND (convert_from(state, 'UTF8')::jsonb->'timestamp'->>'_data_')::timestamptz"
+            " <= %(until)s ORDER BY notification_id"
+        )
+        .format(Identifier(row[0], EVENTS_TABLE))
+        .as_string()
+    )
+
+
 def _stored(database_url: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchone()
@@ -85,9 +105,17 @@ def _stored(database_url: str) -> int:
 
 
 def _replay(
-    app: CSMS, projections: list[Projection[Any]], until: datetime, total: int, progress: Progress
+    app: CSMS,
+    projections: list[Projection[Any]],
+    until: datetime,
+    events_until: str,
+    total: int,
+    progress: Progress,
 ) -> int:
     started, seen, applied, start = time.monotonic(), 0, 0, 1
+    in_store = [p for p in projections if isinstance(p, AppliedInStore)]
+    # Looked up once: each lookup of a dispatching method builds a new wrapper.
+    processors = [(p.topics, p.process_event) for p in projections if p not in in_store]
     while True:
         # As many events per transaction of each view as the projections' runner applies (a
         # view's whole rows are written once per batch): replaying 1,114,740 events took 217 s
@@ -95,11 +123,12 @@ def _replay(
         batch = app.recorder.select_notifications(start=start, limit=BATCH)
         if not batch:
             break
-        # Looked up once: each lookup of a dispatching method builds a new wrapper.
-        processors = [(p.topics, p.process_event) for p in projections]
         with contextlib.ExitStack() as in_one_transaction_each:
             for projection in projections:
                 in_one_transaction_each.enter_context(projection.view.batch())
+            for projection in in_store:
+                chosen = {"first": start, "last": batch[-1].id, "until": until}
+                projection.apply_in_store(events_until, chosen, app.name)
             for notification in batch:
                 seen += 1
                 event = cast(Aggregate.Event, app.mapper.to_domain_event(notification))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 from uuid import UUID
 
 from eventsourcing.persistence import Tracking
@@ -37,6 +37,17 @@ class ParallelRebuild(NamedTuple):
     """
 
     shared_topics: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class AppliedInStore(Protocol):
+    """A projection that PostgreSQL applies from the stored events itself, a batch with one
+    statement, instead of one decoded event at a time."""
+
+    def apply_in_store(self, events: str, params: Any, tracking_name: str) -> tuple[int, int]:
+        """Applies the events that `events` (a SELECT, with `params`) chooses, in the view's
+        batch; returns how many, and the last one's notification id (0 if none)."""
+        ...
 
 
 class SqlView(PostgresTrackingRecorder):
@@ -138,6 +149,23 @@ class SqlView(PostgresTrackingRecorder):
             self._begin(cursor)
             work(cursor)
             self._insert_tracking(cursor, tracking)
+
+    def record_in_store(
+        self, tracking_name: str, statement: Composable, params: Any
+    ) -> tuple[int, int]:
+        """Runs a statement that applies events inside PostgreSQL, in a batch, and moves the
+        tracking position to the last of them; returns how many it applied, and the last one's
+        notification id (0 if none).
+
+        The statement returns one row: `applied`, how many events, and `last`, the last one's
+        notification id (NULL if none).
+        """
+        assert self._batch is not None, "events are applied in the store only in a batch"
+        found = self._batch.execute(statement, params).fetchone()
+        if not found["applied"]:
+            return 0, 0
+        self._batch_tracking = Tracking(tracking_name, found["last"])
+        return int(found["applied"]), int(found["last"])
 
     def _begin(self, cursor: Cursor[Any]) -> None:
         cursor.execute("SET LOCAL synchronous_commit = off")  # a view can be rebuilt

@@ -1,32 +1,25 @@
-"""The history as auditors read it: every event, decoded, with its aggregate and station.
+"""The history as auditors read it: every event, with its aggregate and station.
 
 Nothing is folded here: one row per stored event, at its position in the global sequence, so
 history queries can filter (by station, aggregate, type, time) and page with stable cursors.
+
+PostgreSQL applies each batch itself, with one statement: the rows come from the stored events'
+JSON, which never passes through Python. That JSON keeps times, decimals and ids as the event
+store's transcoder wrote them (`{"_type_": "datetime_iso", "_data_": "..."}`); `readable` gives
+them as text, as the history shows them.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, MutableMapping
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-import orjson
-from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
-from psycopg import Cursor
-from psycopg.types.json import Jsonb
+from psycopg.sql import SQL
 
-from projections.base import ParallelRebuild, SqlView, append
-
-_COLUMNS = (
-    "position", "aggregate_id", "aggregate_type", "version", "event_type", "recorded_at",
-    "station_id", "transaction_id", "data",
-)  # fmt: skip
-_BOOKKEEPING = frozenset({"originator_id", "originator_version", "timestamp", "originator_topic"})
+from projections.base import ParallelRebuild, SqlView
 
 
 class EventLogView(SqlView):
@@ -51,38 +44,49 @@ class EventLogView(SqlView):
     )
 
 
-def _plain(value: Any) -> Any:
-    """What JSON does not know, as JSON values: times as ISO text, decimals as text (every digit
-    kept), ids as text, types by name."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (Decimal, UUID)):
-        return str(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    if isinstance(value, type):
-        return value.__qualname__
-    raise TypeError(f"{type(value).__name__} is not a JSON value")
-
-
-# Encodes in C, asking `_plain` only about what JSON does not know (a walk in Python cost the
-# view a seventh of its time under load). orjson writes times and ids as `_plain` does, and
-# an event in 0.8 us against 6 to 11; the library's encoder takes what orjson refuses
-# (integers of more than 64 bits, keys that are not text).
-_AS_JSON = json.JSONEncoder(default=_plain, separators=(",", ":")).encode
-
-
-def _as_json(data: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(data, default=_plain)
-    except TypeError:
-        return _AS_JSON(data).encode()
-
-
-def _names(event: Aggregate.Event) -> tuple[str, str]:
-    """`ChargingStation.Connected` -> ("ChargingStation", "Connected")."""
-    aggregate, _, name = type(event).__qualname__.rpartition(".")
-    return aggregate or "?", name
+# `{events}`: a SELECT of the events to apply, in order, with a notification's five columns.
+# An event that names a station (a creation event does) is logged with it and its transaction
+# key; any other with those of its aggregate's first event that named one, if that came before.
+# The first naming is kept in event_log_aggregates: a batch's own inserts there are not visible
+# to its other statements, so the batch's first namings are joined from `naming` as well. The
+# store's bookkeeping (the time it recorded, the aggregate's class) has columns of its own.
+_APPLY = """
+WITH batch AS MATERIALIZED (
+    SELECT notification_id, originator_id, originator_version, topic,
+        convert_from(state, 'UTF8')::jsonb AS data
+    FROM ({events}) AS chosen),
+naming AS (
+    SELECT DISTINCT ON (originator_id) originator_id, originator_version,
+        data->>'station_id' AS station_id, data->>'transaction_key' AS transaction_id
+    FROM batch WHERE data->>'station_id' IS NOT NULL
+    ORDER BY originator_id, originator_version),
+named AS (
+    INSERT INTO event_log_aggregates (aggregate_id, station_id, transaction_id)
+    SELECT originator_id, station_id, transaction_id FROM naming
+    ON CONFLICT (aggregate_id) DO NOTHING),
+types AS (
+    SELECT topic, split_part(topic, ':', 2) AS qualname FROM batch GROUP BY topic),
+logged AS (
+    INSERT INTO event_log (position, aggregate_id, aggregate_type, version, event_type,
+        recorded_at, station_id, transaction_id, data)
+    SELECT e.notification_id, e.originator_id,
+        CASE WHEN strpos(t.qualname, '.') > 0
+            THEN regexp_replace(t.qualname, '\\.[^.]*$', '') ELSE '?' END,
+        e.originator_version,
+        regexp_replace(t.qualname, '^.*\\.', ''),
+        (e.data->'timestamp'->>'_data_')::timestamptz,
+        CASE WHEN e.data->>'station_id' IS NOT NULL THEN e.data->>'station_id'
+            WHEN known.aggregate_id IS NOT NULL THEN known.station_id
+            WHEN first.originator_version < e.originator_version THEN first.station_id END,
+        CASE WHEN e.data->>'station_id' IS NOT NULL THEN e.data->>'transaction_key'
+            WHEN known.aggregate_id IS NOT NULL THEN known.transaction_id
+            WHEN first.originator_version < e.originator_version THEN first.transaction_id END,
+        e.data - ARRAY['timestamp', 'originator_topic']
+    FROM batch e
+    JOIN types t ON t.topic = e.topic
+    LEFT JOIN event_log_aggregates known ON known.aggregate_id = e.originator_id
+    LEFT JOIN naming first ON first.originator_id = e.originator_id)
+SELECT count(*) AS applied, max(notification_id) AS last FROM batch"""
 
 
 class EventLogProjection(Projection[EventLogView]):
@@ -91,50 +95,35 @@ class EventLogProjection(Projection[EventLogView]):
     # An event's row needs only its own aggregate's station, from that aggregate's events.
     parallel_rebuild = ParallelRebuild()
 
+    def apply_in_store(self, events: str, params: Any, tracking_name: str) -> tuple[int, int]:
+        """Applies the events `events` selects (a notification's columns, in order), in the
+        view's batch; returns how many, and the last one's notification id (0 if none)."""
+        statement = SQL(_APPLY).format(events=SQL(events))  # type: ignore[arg-type]
+        return self.view.record_in_store(tracking_name, statement, params)
+
     def process_event(self, event: Any, tracking: Tracking) -> None:
-        self.view.record_with(
-            tracking, lambda cursor: _log(cursor, event, tracking, self.view.kept)
+        raise TypeError(
+            "the event log is applied by PostgreSQL from the stored events, in batches "
+            "(apply_in_store), not one decoded event at a time"
         )
 
 
-def _log(
-    cursor: Cursor[Any], event: Any, tracking: Tracking, kept: MutableMapping[Any, Any]
-) -> None:
-    aggregate_type, event_type = _names(event)
-    station_id = getattr(event, "station_id", None)
-    transaction_id = getattr(event, "transaction_key", None)
-    if station_id is not None:  # a creation event names the aggregate's station
-        cursor.execute(
-            "INSERT INTO event_log_aggregates (aggregate_id, station_id, transaction_id) "
-            "VALUES (%s, %s, %s) ON CONFLICT (aggregate_id) DO NOTHING",
-            (event.originator_id, station_id, transaction_id),
-        )
-        if event.originator_version == 1:  # the aggregate is new, and so is its row
-            kept[event.originator_id] = (station_id, transaction_id)
-        else:  # the first event naming a station stands: read it when next needed
-            kept.pop(event.originator_id, None)
-    else:
-        if event.originator_id not in kept:
-            cursor.execute(
-                "SELECT station_id, transaction_id FROM event_log_aggregates "
-                "WHERE aggregate_id = %s",
-                (event.originator_id,),
-            )
-            known = cursor.fetchone()
-            kept[event.originator_id] = (
-                (known["station_id"], known["transaction_id"]) if known else (None, None)
-            )
-        station_id, transaction_id = kept[event.originator_id]
-    data = {k: v for k, v in vars(event).items() if k not in _BOOKKEEPING}
-    row = (
-        tracking.notification_id,
-        event.originator_id,
-        aggregate_type,
-        event.originator_version,
-        event_type,
-        event.timestamp,
-        station_id,
-        transaction_id,
-        Jsonb(data, dumps=_as_json),
-    )
-    append(cursor, "event_log", _COLUMNS, row)
+# What the store's transcoder made of what JSON does not know, back as text.
+_AS_TEXT: dict[str, Callable[[Any], Any]] = {
+    "uuid_hex": lambda data: str(UUID(data)),
+    "datetime_iso": str,  # as isoformat() wrote it
+    "decimal_str": str,  # every digit, as written
+}
+
+
+def readable(value: Any) -> Any:
+    """An event's logged data with times, decimals and ids as text."""
+    if isinstance(value, dict):
+        if len(value) == 2 and "_type_" in value and "_data_" in value:
+            as_text = _AS_TEXT.get(value["_type_"])
+            if as_text is not None:
+                return as_text(value["_data_"])
+        return {name: readable(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [readable(item) for item in value]
+    return value

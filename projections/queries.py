@@ -7,6 +7,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from projections.event_log import readable
+
 Row = dict[str, Any]
 
 _STATIONS = "SELECT * FROM station_status"
@@ -152,4 +154,7 @@ async def history(
         where.append("(event_type = ANY(%s) OR aggregate_type || '.' || event_type = ANY(%s))")
         params += [types, types]
     sql = f"SELECT * FROM event_log WHERE {' AND '.join(where)} ORDER BY position LIMIT %s"
-    return await _fetch(conn, sql, [*params, limit])
+    rows = await _fetch(conn, sql, [*params, limit])
+    for row in rows:
+        row["data"] = readable(row["data"])
+    return rows

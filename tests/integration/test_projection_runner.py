@@ -30,6 +30,7 @@ from domain.operator_commands import CreateTariff
 from domain.station import ChargingStation
 from domain.tariffs import Prices
 from domain.transaction import Transaction
+from projections import queries
 from projections.base import Kept
 from projections.billing import BillingProjection, BillingView
 from projections.event_log import EventLogProjection, EventLogView
@@ -325,7 +326,7 @@ def test_a_view_that_forgot_a_station_numbered_transaction_folds_it_from_the_sto
     assert priced == (EVENT_T0, "CARD", 500)
 
 
-def test_the_event_log_keeps_times_and_decimals_as_text(database_url: str) -> None:
+async def test_the_event_log_shows_times_and_decimals_as_text(database_url: str) -> None:
     tariff_id = uuid4()
     app = open_store(database_url)
     try:
@@ -336,18 +337,52 @@ def test_the_event_log_keeps_times_and_decimals_as_text(database_url: str) -> No
         app.close()
     with BatchRunner(_views(database_url), EventLogProjection, EventLogView) as log:
         log.step()
-    with psycopg.connect(database_url) as conn:
-        created, started = (
-            conn.execute(
-                "SELECT data FROM event_log WHERE event_type = %s", (event_type,)
-            ).fetchone()
-            for event_type in ("Created", "Started")
+    created = (await _history(database_url, "Created"))[0]["data"]
+    started = (await _history(database_url, "Started"))[0]["data"]
+    assert created["prices"]["energy_per_kwh"] == "0.30"  # every digit, as written
+    assert created["valid_from"] == T0.isoformat()
+    assert started["started_at"] == T0.isoformat()
+    assert "timestamp" not in started  # the store's bookkeeping is in columns of its own
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one batch", "two batches"])
+async def test_the_event_log_names_every_events_station_whatever_the_batches(
+    database_url: str, split: bool
+) -> None:
+    """A transaction's later events carry no station: theirs is that of its first event, in the
+    same batch or an earlier one."""
+    stored = _store_a_finished_session(database_url)
+    started = next(n for n, e in stored if isinstance(e, Transaction.Started))
+    env = _views(database_url)
+    with BatchRunner(env, EventLogProjection, EventLogView) as log:
+        if split:
+            assert log.step(until=started) == started  # up to the transaction's first event
+        assert log.step() == len(stored) - (started if split else 0)
+    rows = await _history(database_url)
+    assert [row["position"] for row in rows] == [n for n, _ in stored]
+    for row, (_, event) in zip(rows, stored, strict=True):
+        aggregate_type, _, event_type = type(event).__qualname__.rpartition(".")
+        assert (row["aggregate_type"], row["event_type"]) == (aggregate_type, event_type)
+        assert row["recorded_at"] == event.timestamp
+        assert row["station_id"] == "CS-1"
+    key = next(e.transaction_key for _, e in stored if isinstance(e, Transaction.Started))
+    of_the_transaction = [row for row in rows if row["aggregate_type"] == "Transaction"]
+    assert [row["event_type"] for row in of_the_transaction] == ["Started", "Stopped"]
+    assert all(row["transaction_id"] == key for row in of_the_transaction)
+
+
+async def _history(database_url: str, event_type: str | None = None) -> list[dict[str, Any]]:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        return await queries.history(
+            conn,
+            station_id=None,
+            aggregate_ids=None,
+            since=None,
+            until=None,
+            types=[event_type] if event_type else None,
+            after=0,
+            limit=100,
         )
-    assert created is not None and started is not None
-    assert created[0]["prices"]["energy_per_kwh"] == "0.30"  # every digit, as written
-    assert created[0]["valid_from"] == T0.isoformat()
-    assert started[0]["started_at"] == T0.isoformat()
-    assert "timestamp" not in started[0]  # the store's bookkeeping is in columns of its own
 
 
 def test_a_station_row_forgotten_is_read_back_before_it_is_written_whole(
