@@ -96,6 +96,8 @@ class BatchRunner:
         self._factory, self.view = open_view(settings, projection, view)
         self.view.history = history_of(self._app)
         self.projection = projection(view=self.view)
+        # Checked once: a protocol's isinstance inspects the class each time.
+        self._in_store = self.projection if isinstance(self.projection, AppliedInStore) else None
         self.batch = batch
         self._share = share
         rebuild = parallel_rebuild(projection)
@@ -127,9 +129,9 @@ class BatchRunner:
             self._shared_topics,
             with_shared,
         )
-        if isinstance(self.projection, AppliedInStore):
+        if self._in_store is not None:
             with self.view.batch():
-                applied, last_applied = self.projection.apply_in_store(*events, self._tracking_name)
+                applied, last_applied = self._in_store.apply_in_store(*events, self._tracking_name)
         else:
             applied, last_applied = self._apply(events)
         self.position = last_applied if applied == self.batch else last
