@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, Tracking, UUIDAsHex
 from eventsourcing.projection import Projection
 from psycopg.sql import SQL
 
@@ -108,11 +108,11 @@ class EventLogProjection(Projection[EventLogView]):
         )
 
 
-# What the store's transcoder made of what JSON does not know, back as text.
+# What the store's transcoder made of what JSON does not know, back as text, by its name.
 _AS_TEXT: dict[str, Callable[[Any], Any]] = {
-    "uuid_hex": lambda data: str(UUID(data)),
-    "datetime_iso": str,  # as isoformat() wrote it
-    "decimal_str": str,  # every digit, as written
+    UUIDAsHex.name: lambda data: str(UUID(data)),
+    DatetimeAsISO.name: str,  # as isoformat() wrote it
+    DecimalAsStr.name: str,  # every digit, as written
 }
 
 

@@ -8,10 +8,11 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import DatetimeAsISO, DecimalAsStr, JSONTranscoder, UUIDAsHex
+from eventsourcing.persistence import Transcoder
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.service import CSMS
 from projections.event_log import readable
 
 ZONES = st.sampled_from([UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5))])
@@ -38,12 +39,9 @@ STATES = st.dictionaries(
 )
 
 
-def _store_transcoder() -> JSONTranscoder:
+def _store_transcoder() -> Transcoder:
     """The transcoder the event store writes events' state with."""
-    transcoder = JSONTranscoder()
-    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
-        transcoder.register(transcoding)
-    return transcoder
+    return CSMS({"PERSISTENCE_MODULE": "eventsourcing.popo"}).construct_transcoder()
 
 
 def _as_text(value: Any) -> Any:
