@@ -14,9 +14,10 @@ from typing import Any
 
 import psycopg
 
-from adapters import api_tokens, audit, export, replay
+from adapters import api_tokens, audit, export, replay, station_credentials
 from adapters import projection_admin as admin
 from adapters.collection import tune_garbage_collection
+from adapters.ocpp.gateway import IDENTITY
 from adapters.parallel_rebuild import RebuildFailed
 from adapters.postgres import eventsourcing_env, start_embedded
 from adapters.projection_host import lock_key
@@ -104,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
         help="what to answer for an id token no operator registered (recorded either way)",
     )
     run.add_argument(
+        "--unknown-stations",
+        choices=["accept", "reject"],
+        default=defaults.unknown_stations,
+        help="whether a station no one registered (csms station add) may connect; a "
+        "registered station with a password must give it either way",
+    )
+    run.add_argument(
         "--max-upload-bytes",
         type=int,
         default=defaults.max_upload_bytes,
@@ -156,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
         help="logging level",
     )
     _token_commands(commands)
+    _station_commands(commands)
     _projection_commands(commands)
     _export_commands(commands)
     _audit_commands(commands)
@@ -432,6 +441,84 @@ def _tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _station_commands(commands: Any) -> None:
+    station = commands.add_parser(
+        "station", help="register stations and set their passwords (HTTP Basic authentication)"
+    )
+    actions = station.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser(
+        "add", help="register a station; a password is generated and printed once"
+    )
+    password = actions.add_parser(
+        "password", help="give a registered station a new password, printed once"
+    )
+    for action in (add, password):
+        action.add_argument("station_id", metavar="STATION_ID")
+        given = action.add_mutually_exclusive_group()
+        given.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from standard input (16 to 40 printable ASCII characters) "
+            "instead of generating one",
+        )
+        given.add_argument(
+            "--no-password",
+            action="store_true",
+            help="no password: the station connects by its identity alone (security profile 0)",
+        )
+        _database_options(action)
+    remove = actions.add_parser("remove", help="forget a station's registration and password")
+    remove.add_argument("station_id", metavar="STATION_ID")
+    _database_options(remove)
+    listing = actions.add_parser("list", help="list registered stations (never passwords)")
+    _database_options(listing)
+
+
+def _stations(args: argparse.Namespace) -> int:
+    station_id: str | None = getattr(args, "station_id", None)
+    if station_id is not None and not IDENTITY.match(station_id):
+        print(f"csms station: {station_id!r} is not a station identity", file=sys.stderr)
+        return 2
+    url = args.database_url or start_embedded(args.data_dir)
+    with psycopg.connect(url, autocommit=True) as conn:
+        try:
+            if args.action == "list":
+                for station, has_password, registered, changed in station_credentials.listing(conn):
+                    secret = f"password set {changed:%Y-%m-%d %H:%M}" if has_password else "none"
+                    print(f"{station}\tregistered {registered:%Y-%m-%d %H:%M}\t{secret}")
+            elif args.action == "remove":
+                station_credentials.remove(conn, args.station_id)
+                print(f"removed {args.station_id!r}")
+            else:
+                _set_station_password(conn, args)
+        except station_credentials.CredentialsError as error:
+            print(f"csms station: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+def _set_station_password(conn: psycopg.Connection[Any], args: argparse.Namespace) -> None:
+    generated = not (args.password_stdin or args.no_password)
+    password: str | None = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif generated:
+        password = station_credentials.generate_password()
+    if args.action == "add":
+        station_credentials.register(conn, args.station_id, password)
+        done = f"registered {args.station_id!r}"
+    else:
+        station_credentials.set_password(conn, args.station_id, password)
+        done = f"changed the password of {args.station_id!r}"
+    if password is None:
+        print(f"{done}, without a password: it connects by its identity alone")
+    elif generated:
+        print(f"{done}; its password, shown once (the station's basic auth password):")
+        print(password)
+    else:
+        print(f"{done}, with the password given")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(getattr(args, "log_level", "WARNING"))
@@ -441,7 +528,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except PortInUse as error:
             print(f"csms: {error}", file=sys.stderr)
             return 1
-    commands = {"token": _tokens, "projections": _projections, "export": _export, "audit": _audit}
+    commands = {
+        "token": _tokens,
+        "station": _stations,
+        "projections": _projections,
+        "export": _export,
+        "audit": _audit,
+    }
     # Rebuilds, replays and exports hold many objects for long: collections scanning them
     # cost a rebuild a fifth of its time.
     tune_garbage_collection()

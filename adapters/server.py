@@ -21,7 +21,7 @@ import uvicorn
 from eventsourcing.projection import Projection
 from psycopg_pool import AsyncConnectionPool
 
-from adapters import routing, workers
+from adapters import routing, station_credentials, workers
 from adapters.admission import LoopLag, by_backlog, by_loop_lag
 from adapters.backend import ServerBackend
 from adapters.collection import tune_garbage_collection
@@ -41,6 +41,7 @@ from adapters.postgres import (
 from adapters.projection_host import ProjectionHost
 from adapters.projection_runner import open_view
 from adapters.routing import CommandRouter
+from adapters.station_credentials import StationCredentials
 from adapters.writer import CommandWriter
 from api.app import create_app
 from domain.service import CSMS
@@ -80,6 +81,7 @@ class Settings:
     public_url: str | None = None
     command_timeout: float = 30.0
     unknown_id_tokens: str = "accept"
+    unknown_stations: str = "accept"
     max_upload_bytes: int = 64 << 20
     frame_retention_days: int = 30
     workers: int = 1
@@ -98,8 +100,10 @@ class _Uvicorn(uvicorn.Server):
 
 
 def ensure_views(database_url: str, env: dict[str, str]) -> None:
-    """Creates every projection's tables, so the API can read before a projection first runs."""
-    with schema_lock(database_url):
+    """Creates every projection's tables, so the API can read before a projection first runs,
+    and the table of stations' credentials, which every connection reads."""
+    with schema_lock(database_url) as conn:
+        conn.execute(station_credentials.TABLE_SQL)
         for projection, view in PROJECTIONS:
             factory, _ = open_view(env, projection, view)
             factory.close()
@@ -207,9 +211,15 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         max_frame_bytes=settings.max_frame_bytes,
         journal=journal.record if settings.frame_retention_days > 0 else None,
         admission=by_loop_lag(lambda: loop_lag.seconds, settings.max_loop_lag),
+        authenticate=StationCredentials(pool, settings.unknown_stations == "accept").check,
     )
     await journal.start()
-    notifications = Notifications(database_url, pool, [*routing.CHANNELS, CHANGED_CHANNEL])
+    notifications = Notifications(
+        database_url,
+        pool,
+        [*routing.CHANNELS, CHANGED_CHANNEL, station_credentials.CHANGED_CHANNEL],
+    )
+    notifications.on(station_credentials.CHANGED_CHANNEL, gateway.reauthenticate)
     await notifications.start()
     router = CommandRouter(
         gateway, writer.submit, app.read_fresh, notifications, node, settings.command_timeout

@@ -12,7 +12,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.headers import build_www_authenticate_basic
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
@@ -28,6 +30,7 @@ from adapters.ocpp import rpc
 from adapters.ocpp.rpc import Call, CallError, CallResult, CallResultError, Fault, RpcError
 from adapters.ocpp.times import now
 from adapters.ocpp.translator import Inbound, Submit, Translator
+from adapters.station_credentials import Verdict
 from domain import commands as cmd
 
 log = logging.getLogger(__name__)
@@ -36,7 +39,18 @@ log = logging.getLogger(__name__)
 IDENTITY = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,48}$")
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_REPLACED = 4000
+CLOSE_POLICY_VIOLATION = 1008
 REFUSALS_LOGGED_EVERY = 5.0  # seconds: a storm's refusals are summed, not logged one by one
+BUSY = "the event loop is too far behind (--max-loop-lag)"
+UNAVAILABLE = "its credentials could not be checked (see the error above)"
+RETRY_AFTER_UNCHECKED = 10  # seconds
+
+# Whether a station may connect, given its identity and its Authorization header.
+Authenticate = Callable[[str, str | None], Awaitable[Verdict]]
+
+
+async def admit_everyone(station_id: str, authorization: str | None) -> Verdict:
+    return Verdict.ADMITTED
 
 
 def station_identity(path: str) -> str | None:
@@ -64,6 +78,42 @@ def _forget(
     action: str | None = None,
 ) -> None:
     """No journal."""
+
+
+def _come_back(connection: ServerConnection, retry_after: int, why: str) -> Response:
+    """503 with Retry-After: the station may try again then."""
+    response = connection.respond(
+        HTTPStatus.SERVICE_UNAVAILABLE, f"{why}; connect again after Retry-After seconds.\n"
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+class RefusalLog:
+    """Refused connections, logged at once and then summed over a few seconds, so that a storm
+    or someone trying passwords fills no log."""
+
+    def __init__(self) -> None:
+        self._since: Counter[str] = Counter()
+        self._last: dict[str, str] = {}
+        self._logged_at = 0.0
+
+    def note(self, station_id: str, reason: str) -> None:
+        self._since[reason] += 1
+        self._last[reason] = station_id
+        if time.monotonic() - self._logged_at < REFUSALS_LOGGED_EVERY:
+            return
+        log.warning(
+            "refused %d connection(s) since the last such warning: %s",
+            self._since.total(),
+            "; ".join(
+                f"{count} as {reason} (the last: {self._last[reason]!r})"
+                for reason, count in self._since.items()
+            ),
+        )
+        self._since.clear()
+        self._last.clear()
+        self._logged_at = time.monotonic()
 
 
 class StationOffline(Exception):
@@ -95,6 +145,7 @@ class OcppGateway:
         max_frame_bytes: int = 1 << 20,
         journal: FrameSink | None = None,
         admission: Admission = admit_all,
+        authenticate: Authenticate = admit_everyone,
     ) -> None:
         # Newest first: when a station offers several protocols, the newest we speak wins.
         self._translators = {t.subprotocol: t for t in translators}
@@ -104,8 +155,9 @@ class OcppGateway:
         self._journal = journal or _forget
         # Seconds a connecting station is told to wait (HTTP 503), or None to let it in.
         self._admission = admission
-        self._refused = 0  # since the last warning
-        self._warned_at = 0.0
+        self._authenticate = authenticate
+        self._refusals = RefusalLog()
+        self._closing: set[asyncio.Task[None]] = set()
         self.connections: dict[str, StationConnection] = {}
 
     async def start(self, host: str, port: int, share_port: bool = False) -> Server:
@@ -118,7 +170,7 @@ class OcppGateway:
             backlog=4096,  # a boot storm connects thousands at once
             subprotocols=[Subprotocol(name) for name in self._translators],
             select_subprotocol=self._select_subprotocol,
-            process_request=self._check_path,
+            process_request=self._check_request,
             max_size=self._max_frame_bytes,
             compression=None,  # per-message deflate costs ~40 KiB per idle connection
             ping_interval=60,
@@ -133,8 +185,13 @@ class OcppGateway:
                 return Subprotocol(subprotocol)
         return None  # handshake completes without one; the connection is then closed
 
-    def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:
-        if station_identity(request.path) is None:
+    async def _check_request(
+        self, connection: ServerConnection, request: Request
+    ) -> Response | None:
+        """Refuses at the handshake: a path without an identity (404), a busy server (503), an
+        unknown station (404) or a wrong or missing password (401)."""
+        station_id = station_identity(request.path)
+        if station_id is None:
             log.warning("refused connection to %r: not a valid station identity", request.path)
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
@@ -142,25 +199,24 @@ class OcppGateway:
             )
         retry_after = self._admission()
         if retry_after is not None:
-            return self._refuse(connection, retry_after)
-        return None
-
-    def _refuse(self, connection: ServerConnection, retry_after: int) -> Response:
-        """503: the server is too far behind to take another station now."""
-        self._refused += 1
-        if time.monotonic() - self._warned_at >= REFUSALS_LOGGED_EVERY:
-            log.warning(
-                "refused %d connection(s) since the last such warning: the event loop is too "
-                "far behind (--max-loop-lag); each was told to come back after %d s or so",
-                self._refused,
-                retry_after,
-            )
-            self._refused, self._warned_at = 0, time.monotonic()
+            self._refusals.note(station_id, BUSY)
+            return _come_back(connection, retry_after, "The server is busy")
+        try:
+            verdict = await self._authenticate(station_id, request.headers.get("Authorization"))
+        except Exception:
+            log.exception("%s: could not check the station's credentials", station_id)
+            self._refusals.note(station_id, UNAVAILABLE)
+            return _come_back(connection, RETRY_AFTER_UNCHECKED, "Credentials cannot be checked")
+        if verdict is Verdict.ADMITTED:
+            return None
+        self._refusals.note(station_id, verdict.value)
+        if verdict is Verdict.UNKNOWN:
+            return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charging station.\n")
         response = connection.respond(
-            HTTPStatus.SERVICE_UNAVAILABLE,
-            "The server is busy; connect again after Retry-After seconds.\n",
+            HTTPStatus.UNAUTHORIZED,
+            "Authenticate with the station identity as user name and its password.\n",
         )
-        response.headers["Retry-After"] = str(retry_after)
+        response.headers["WWW-Authenticate"] = build_www_authenticate_basic("OCPP")
         return response
 
     async def _serve_connection(self, websocket: ServerConnection) -> None:
@@ -283,6 +339,19 @@ class OcppGateway:
                 raise ConnectionLost(str(closed)) from None
             finally:
                 del connection.awaiting[message_id]
+
+    def reauthenticate(self, station_id: str) -> None:
+        """Closes the station's connection here, if any: its credentials changed, so it must
+        connect, and authenticate, again."""
+        connection = self.connections.get(station_id)
+        if connection is None:
+            return
+        log.info("%s: its credentials changed; closing its connection", station_id)
+        closing = asyncio.create_task(
+            connection.websocket.close(CLOSE_POLICY_VIOLATION, "credentials changed")
+        )
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     def translator_of(self, station_id: str) -> Translator | None:
         connection = self.connections.get(station_id)

@@ -1,0 +1,181 @@
+"""Registered stations and their passwords (OCPP security profiles 1 and 2).
+
+A station presents its password by HTTP Basic authentication when it opens its WebSocket, with
+its identity as the user name. Only a salted SHA-256 of each password is kept (table
+`station_credentials`). The passwords are machine secrets of 16 to 40 characters, and a
+deliberately slow hash would make thousands of stations reconnecting after an outage queue for
+the CPU: each handshake checks one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from websockets.exceptions import InvalidHeader
+from websockets.headers import parse_authorization_basic
+
+TABLE_SQL = """
+CREATE TABLE IF NOT EXISTS station_credentials (
+    station_id text PRIMARY KEY,
+    password_salt bytea,
+    password_sha256 bytea,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    password_set_at timestamptz)"""
+
+# Notified with a station's identity when its credentials change: its connection is closed, so
+# that it connects, and authenticates, again.
+CHANGED_CHANNEL = "csms_station_credentials"
+
+# OCPP 2.0.1's BasicAuthPassword: 16 to 40 characters; printable ASCII, as an HTTP header takes.
+PASSWORD = re.compile(r"^[\x20-\x7e]{16,40}$")
+PASSWORD_RULE = "a password is 16 to 40 printable ASCII characters"
+
+
+class Verdict(Enum):
+    ADMITTED = "admitted"
+    UNKNOWN = "unknown station"  # not registered, and unknown stations are refused
+    NO_PASSWORD = "no password given"
+    WRONG_PASSWORD = "wrong password"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A registered station's: its password's salt and digest, or None for none."""
+
+    salt: bytes | None
+    digest: bytes | None
+
+    def accepts(self, password: str) -> bool:
+        if self.salt is None or self.digest is None:
+            return True
+        return hmac.compare_digest(_digest(self.salt, password), self.digest)
+
+
+def _digest(salt: bytes, password: str) -> bytes:
+    # The header's bytes that are not UTF-8 come as surrogates: hash the bytes as sent.
+    return hashlib.sha256(salt + password.encode(errors="surrogateescape")).digest()
+
+
+def decide(
+    station_id: str,
+    credentials: Credentials | None,
+    authorization: str | None,
+    accept_unknown: bool,
+) -> Verdict:
+    """Whether a station opening a connection with this Authorization header may in."""
+    if credentials is None:
+        return Verdict.ADMITTED if accept_unknown else Verdict.UNKNOWN
+    if credentials.digest is None:
+        return Verdict.ADMITTED  # registered without a password (security profile 0)
+    if authorization is None:
+        return Verdict.NO_PASSWORD
+    try:
+        user, password = parse_authorization_basic(authorization)
+    except InvalidHeader:
+        return Verdict.NO_PASSWORD
+    if user != station_id or not credentials.accepts(password):
+        return Verdict.WRONG_PASSWORD
+    return Verdict.ADMITTED
+
+
+class StationCredentials:
+    """Checks a connecting station against the table, read afresh for every connection so that
+    a password changed or a station removed counts at once, on every node."""
+
+    def __init__(self, pool: AsyncConnectionPool, accept_unknown: bool) -> None:
+        self._pool = pool
+        self._accept_unknown = accept_unknown
+
+    async def check(self, station_id: str, authorization: str | None) -> Verdict:
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT password_salt, password_sha256 FROM station_credentials "
+                "WHERE station_id = %s",
+                (station_id,),
+            )
+            row = await cursor.fetchone()
+        credentials = Credentials(row[0], row[1]) if row else None
+        return decide(station_id, credentials, authorization, self._accept_unknown)
+
+
+class CredentialsError(Exception):
+    pass
+
+
+def generate_password() -> str:
+    """32 URL-safe characters (192 random bits)."""
+    return secrets.token_urlsafe(24)
+
+
+def _salted(password: str | None) -> tuple[bytes | None, bytes | None]:
+    if password is None:
+        return None, None
+    if not PASSWORD.match(password):
+        raise CredentialsError(PASSWORD_RULE)
+    salt = secrets.token_bytes(16)
+    return salt, _digest(salt, password)
+
+
+def register(conn: psycopg.Connection[Any], station_id: str, password: str | None) -> None:
+    """Registers a station, with a password or (None) without."""
+    salt, digest = _salted(password)
+    conn.execute(TABLE_SQL)
+    cursor = conn.execute(
+        "INSERT INTO station_credentials (station_id, password_salt, password_sha256, "
+        "password_set_at) VALUES (%s, %s, %s, CASE WHEN %s THEN now() END) "
+        "ON CONFLICT (station_id) DO NOTHING",
+        (station_id, salt, digest, digest is not None),
+    )
+    if cursor.rowcount == 0:
+        raise CredentialsError(
+            f"station {station_id!r} is registered already: `csms station password` changes "
+            "its password"
+        )
+    _notify(conn, station_id)
+
+
+def set_password(conn: psycopg.Connection[Any], station_id: str, password: str | None) -> None:
+    """Replaces a registered station's password; None removes it."""
+    salt, digest = _salted(password)
+    conn.execute(TABLE_SQL)
+    cursor = conn.execute(
+        "UPDATE station_credentials SET password_salt = %s, password_sha256 = %s, "
+        "password_set_at = now() WHERE station_id = %s",
+        (salt, digest, station_id),
+    )
+    if cursor.rowcount == 0:
+        raise CredentialsError(
+            f"station {station_id!r} is not registered: `csms station add` registers it"
+        )
+    _notify(conn, station_id)
+
+
+def remove(conn: psycopg.Connection[Any], station_id: str) -> None:
+    conn.execute(TABLE_SQL)
+    cursor = conn.execute("DELETE FROM station_credentials WHERE station_id = %s", (station_id,))
+    if cursor.rowcount == 0:
+        raise CredentialsError(f"station {station_id!r} is not registered (csms station list)")
+    _notify(conn, station_id)
+
+
+def _notify(conn: psycopg.Connection[Any], station_id: str) -> None:
+    conn.execute("SELECT pg_notify(%s, %s)", (CHANGED_CHANNEL, station_id))
+
+
+def listing(conn: psycopg.Connection[Any]) -> list[tuple[str, bool, datetime, datetime | None]]:
+    """Each registered station: its identity, whether it has a password, and when set."""
+    conn.execute(TABLE_SQL)
+    cursor = conn.execute(
+        "SELECT station_id, password_sha256 IS NOT NULL, registered_at, password_set_at "
+        "FROM station_credentials ORDER BY station_id"
+    )
+    return list(cursor.fetchall())

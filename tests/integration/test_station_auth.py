@@ -1,0 +1,135 @@
+"""Stations registered with `csms station` must give their password (HTTP Basic), and with
+`--unknown-stations reject` no other station may connect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import websockets
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call as call16
+from websockets.exceptions import InvalidStatus
+
+from tests.support import ServerProcess
+
+
+def run_station_cli(
+    server: ServerProcess, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`csms station ...` on the server's database, as a user runs it."""
+    where = ["--database-url", server.database_url] if server.database_url else []
+    return subprocess.run(
+        [sys.executable, "-m", "adapters.cli", "station", *args, *where],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def station_cli(server: ServerProcess, *args: str, stdin: str | None = None) -> str:
+    done = run_station_cli(server, *args, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def url_with(server: ServerProcess, station_id: str, user: str, password: str) -> str:
+    return server.ocpp_url(station_id).replace("ws://", f"ws://{user}:{password}@")
+
+
+async def refusal(url: str, protocol: str = "ocpp1.6") -> Any:
+    with pytest.raises(InvalidStatus) as refused:
+        await websockets.connect(url, subprotocols=[protocol])  # type: ignore[list-item]
+    return refused.value.response
+
+
+@contextlib.asynccontextmanager
+async def charge_point(url: str, station_id: str) -> AsyncIterator[ChargePoint16]:
+    async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
+        station = ChargePoint16(station_id, ws, response_timeout=15)
+        task = asyncio.create_task(station.start())
+        try:
+            yield station
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+async def boots(url: str, station_id: str) -> str:
+    async with charge_point(url, station_id) as station:
+        answer = await station.call(call16.BootNotification("Vendor", "Model"))
+        return str(answer.status)
+
+
+async def test_a_registered_station_must_give_its_password(shared_server: ServerProcess) -> None:
+    server = shared_server
+    password = station_cli(server, "add", "CP-PW").splitlines()[-1]
+    assert 16 <= len(password) <= 40
+
+    for url in (
+        server.ocpp_url("CP-PW"),  # none
+        url_with(server, "CP-PW", "CP-PW", password + "x"),
+        url_with(server, "CP-PW", "CP-OTHER", password),  # the user name is the identity
+    ):
+        response = await refusal(url)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+    for protocol in ("ocpp2.0.1", "ocpp2.1"):
+        assert (await refusal(server.ocpp_url("CP-PW"), protocol)).status_code == 401
+
+    assert await boots(url_with(server, "CP-PW", "CP-PW", password), "CP-PW") == "Accepted"
+    assert await boots(server.ocpp_url("CP-NOT-REGISTERED"), "CP-NOT-REGISTERED") == "Accepted"
+
+    log = server.log()
+    assert "as no password given (the last: 'CP-PW')" in log
+    assert password not in log
+
+
+async def test_a_new_password_replaces_the_old_at_once(shared_server: ServerProcess) -> None:
+    server = shared_server
+    old = station_cli(server, "add", "CP-NEW-PW").splitlines()[-1]
+    new = "a-password-of-my-own"
+    async with websockets.connect(
+        url_with(server, "CP-NEW-PW", "CP-NEW-PW", old), subprotocols=["ocpp1.6"]
+    ) as connected:
+        said = station_cli(server, "password", "CP-NEW-PW", "--password-stdin", stdin=new + "\n")
+        assert new not in said
+        # It authenticated with the old password: it must connect again with the new one.
+        async with asyncio.timeout(10):
+            await connected.wait_closed()
+        assert connected.close_code == 1008
+
+    assert (await refusal(url_with(server, "CP-NEW-PW", "CP-NEW-PW", old))).status_code == 401
+    assert await boots(url_with(server, "CP-NEW-PW", "CP-NEW-PW", new), "CP-NEW-PW") == "Accepted"
+
+
+def test_a_password_outside_the_ocpp_rule_is_refused(shared_server: ServerProcess) -> None:
+    done = run_station_cli(
+        shared_server, "add", "CP-SHORT", "--password-stdin", stdin="too-short\n"
+    )
+    assert done.returncode == 2
+    assert "16 to 40 printable ASCII characters" in done.stderr
+    assert "CP-SHORT" not in station_cli(shared_server, "list")
+
+
+async def test_unknown_stations_may_be_refused(
+    database_url: str, start_server: Callable[..., ServerProcess]
+) -> None:
+    server = start_server(database_url, "--unknown-stations", "reject")
+    assert (await refusal(server.ocpp_url("CP-STRANGER"))).status_code == 404
+
+    station_cli(server, "add", "CP-KNOWN", "--no-password")
+    assert await boots(server.ocpp_url("CP-KNOWN"), "CP-KNOWN") == "Accepted"
+    listed = station_cli(server, "list")
+    assert "CP-KNOWN\tregistered " in listed and listed.rstrip().endswith("none")
+
+    station_cli(server, "remove", "CP-KNOWN")
+    assert (await refusal(server.ocpp_url("CP-KNOWN"))).status_code == 404
+    assert "as unknown station (the last: 'CP-STRANGER')" in server.log()
