@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psycopg
 
@@ -467,6 +468,18 @@ def _station_commands(commands: Any) -> None:
             help="no password: the station connects by its identity alone (security profile 0)",
         )
         _database_options(action)
+    bulk = actions.add_parser(
+        "import",
+        help="register many stations from CSV lines `STATION_ID[,PASSWORD]`; those given no "
+        "password get one, printed as `STATION_ID,PASSWORD`",
+    )
+    bulk.add_argument("file", type=argparse.FileType("r"), help="the CSV file, or - for stdin")
+    bulk.add_argument(
+        "--no-password",
+        action="store_true",
+        help="register every station without a password (the file has no password column)",
+    )
+    _database_options(bulk)
     remove = actions.add_parser("remove", help="forget a station's registration and password")
     remove.add_argument("station_id", metavar="STATION_ID")
     _database_options(remove)
@@ -486,6 +499,8 @@ def _stations(args: argparse.Namespace) -> int:
                 for station, has_password, registered, changed in station_credentials.listing(conn):
                     secret = f"password set {changed:%Y-%m-%d %H:%M}" if has_password else "none"
                     print(f"{station}\tregistered {registered:%Y-%m-%d %H:%M}\t{secret}")
+            elif args.action == "import":
+                _import_stations(conn, args.file, args.no_password)
             elif args.action == "remove":
                 station_credentials.remove(conn, args.station_id)
                 print(f"removed {args.station_id!r}")
@@ -495,6 +510,32 @@ def _stations(args: argparse.Namespace) -> int:
             print(f"csms station: {error}", file=sys.stderr)
             return 2
     return 0
+
+
+def _import_stations(conn: psycopg.Connection[Any], file: TextIO, no_password: bool) -> None:
+    stations: list[tuple[str, str | None]] = []
+    generated: list[tuple[str, str]] = []
+    for number, row in enumerate(csv.reader(file), start=1):
+        if not row:
+            continue
+        station_id, *given = row
+        if not IDENTITY.match(station_id) or len(given) > 1 or (no_password and given):
+            raise station_credentials.CredentialsError(
+                f"line {number}: expected `STATION_ID`{'' if no_password else '[,PASSWORD]'}, "
+                f"a station identity of 1-48 printable characters, no `:`"
+            )
+        password = given[0] if given else None
+        if password is None and not no_password:
+            password = station_credentials.generate_password()
+            generated.append((station_id, password))
+        stations.append((station_id, password))
+    station_credentials.register_many(conn, stations)
+    csv.writer(sys.stdout).writerows(generated)
+    print(
+        f"registered {len(stations)} station(s); {len(generated)} password(s) generated "
+        "(printed, shown once)",
+        file=sys.stderr,
+    )
 
 
 def _set_station_password(conn: psycopg.Connection[Any], args: argparse.Namespace) -> None:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -127,20 +128,38 @@ def _salted(password: str | None) -> tuple[bytes | None, bytes | None]:
 
 def register(conn: psycopg.Connection[Any], station_id: str, password: str | None) -> None:
     """Registers a station, with a password or (None) without."""
-    salt, digest = _salted(password)
+    register_many(conn, [(station_id, password)])
+
+
+def register_many(
+    conn: psycopg.Connection[Any], stations: Sequence[tuple[str, str | None]]
+) -> None:
+    """Registers stations, each with a password or without, all or none."""
+    rows = [(station_id, *_salted(password)) for station_id, password in stations]
     conn.execute(TABLE_SQL)
-    cursor = conn.execute(
-        "INSERT INTO station_credentials (station_id, password_salt, password_sha256, "
-        "password_set_at) VALUES (%s, %s, %s, CASE WHEN %s THEN now() END) "
-        "ON CONFLICT (station_id) DO NOTHING",
-        (station_id, salt, digest, digest is not None),
-    )
-    if cursor.rowcount == 0:
-        raise CredentialsError(
-            f"station {station_id!r} is registered already: `csms station password` changes "
-            "its password"
+    with conn.transaction():
+        cursor = conn.execute(
+            "SELECT station_id FROM station_credentials WHERE station_id = ANY(%s) "
+            "ORDER BY station_id LIMIT 5",
+            ([station_id for station_id, _ in stations],),
         )
-    _notify(conn, station_id)
+        if known := [str(row[0]) for row in cursor]:
+            raise CredentialsError(
+                f"registered already: {', '.join(map(repr, known))}"
+                f"{' and more' if len(known) == 5 else ''} (`csms station password` changes "
+                "a password)"
+            )
+        try:
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO station_credentials (station_id, password_salt, "
+                    "password_sha256, password_set_at) VALUES (%s, %s, %s, "
+                    "CASE WHEN %s THEN now() END)",
+                    [(*row, row[2] is not None) for row in rows],
+                )
+        except psycopg.errors.UniqueViolation as error:  # registered meanwhile, or listed twice
+            raise CredentialsError(f"registered twice: {error.diag.message_detail}") from None
+        _notify(conn, *(station_id for station_id, _ in stations))
 
 
 def set_password(conn: psycopg.Connection[Any], station_id: str, password: str | None) -> None:
@@ -167,8 +186,11 @@ def remove(conn: psycopg.Connection[Any], station_id: str) -> None:
     _notify(conn, station_id)
 
 
-def _notify(conn: psycopg.Connection[Any], station_id: str) -> None:
-    conn.execute("SELECT pg_notify(%s, %s)", (CHANGED_CHANNEL, station_id))
+def _notify(conn: psycopg.Connection[Any], *station_ids: str) -> None:
+    conn.execute(
+        "SELECT pg_notify(%s, station_id) FROM unnest(%s::text[]) AS station_id",
+        (CHANGED_CHANNEL, list(station_ids)),
+    )
 
 
 def listing(conn: psycopg.Connection[Any]) -> list[tuple[str, bool, datetime, datetime | None]]:

@@ -62,6 +62,7 @@ class Plan:
     heartbeat: float
     timeout: float
     prefix: str
+    password: str | None = None
 
     def station_ids(self, shard: int) -> list[tuple[int, str, str]]:
         """(index, id, protocol) of the stations one process drives."""
@@ -99,7 +100,7 @@ def drive(plan: Plan, shard: int, started: float, reports: Any) -> None:
 async def _drive(plan: Plan, shard: int, started: float, reports: Any) -> None:
     tally = Tally()
     stations = [
-        Station(plan.url, station_id, protocol, tally, plan.timeout)
+        Station(plan.url, station_id, protocol, tally, plan.timeout, plan.password)
         for _, station_id, protocol in plan.station_ids(shard)
     ]
     scenario = steady if plan.scenario == "steady" else storm
@@ -349,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         heartbeat=args.heartbeat,
         timeout=args.timeout,
         prefix=args.prefix or f"B{int(time.time()) % 1000000:06d}",
+        password=args.password,
     )
     probe = readside.LagProbe(args.graphql, args.token) if args.graphql else None
     if probe is not None:
@@ -389,6 +391,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=60, help="storm: heartbeat interval")
     p.add_argument("--timeout", type=float, default=30, help="seconds to wait for an answer")
     p.add_argument("--prefix", help="station id prefix (default: one per run)")
+    p.add_argument(
+        "--password",
+        help="every station's HTTP Basic password (its identity is the user name), for a CSMS "
+        "that asks for one; with csms, register the stations first (csms station import)",
+    )
     p.add_argument("--server-pid", type=int, action="append", default=[], help="count its RSS")
     p.add_argument("--graphql", help="the CSMS's GraphQL URL, to check the transactions")
     p.add_argument("--token", help="an API token that may read transactions")

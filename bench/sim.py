@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from websockets.exceptions import InvalidStatus, WebSocketException
 
@@ -70,11 +71,28 @@ def iso(at: datetime) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def station_url(base: str, station_id: str, password: str | None) -> str:
+    """The station's endpoint; with a password, carrying it as HTTP Basic credentials."""
+    url = f"{base.rstrip('/')}/{station_id}"
+    if password is None:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{quote(station_id, safe='')}:{quote(password, safe='')}@{rest}"
+
+
 class Station:
     """One station; `protocol` is "ocpp1.6" or "ocpp2.0.1"."""
 
-    def __init__(self, url: str, station_id: str, protocol: str, tally: Tally, timeout: float):
-        self.url = f"{url.rstrip('/')}/{station_id}"
+    def __init__(
+        self,
+        url: str,
+        station_id: str,
+        protocol: str,
+        tally: Tally,
+        timeout: float,
+        password: str | None = None,
+    ):
+        self.url = station_url(url, station_id, password)
         self.station_id = station_id
         self.protocol = protocol
         self.tally = tally

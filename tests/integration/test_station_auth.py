@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from websockets.exceptions import InvalidStatus
 
+from bench.sim import Station, Tally
 from tests.support import ServerProcess
 
 
@@ -133,3 +135,31 @@ async def test_unknown_stations_may_be_refused(
     station_cli(server, "remove", "CP-KNOWN")
     assert (await refusal(server.ocpp_url("CP-KNOWN"))).status_code == 404
     assert "as unknown station (the last: 'CP-STRANGER')" in server.log()
+
+
+async def test_a_fleet_imported_at_once_connects_with_its_passwords(
+    database_url: str, start_server: Callable[..., ServerProcess]
+) -> None:
+    server = start_server(database_url, "--unknown-stations", "reject")
+    given = "the-fleet's-own-password"
+    printed = station_cli(
+        server, "import", "-", stdin=f"FLEET-00000,{given}\nFLEET-00001\n\nFLEET-00002\n"
+    )
+    generated = dict(line.split(",", 1) for line in printed.splitlines())
+    assert set(generated) == {"FLEET-00001", "FLEET-00002"}
+    again = run_station_cli(server, "import", "-", stdin="FLEET-00002\nFLEET-00003\n")
+    assert again.returncode == 2 and "registered already: 'FLEET-00002'" in again.stderr
+    assert "FLEET-00003" not in station_cli(server, "list")  # all or nothing
+
+    # The load generator's stations, as `bench.load --password` runs them.
+    tally = Tally()
+    base_url = server.ocpp_url("").rstrip("/")
+    give_up_at = time.time() + 30
+    for station_id, password in [("FLEET-00000", given), *generated.items()]:
+        station = Station(base_url, station_id, "ocpp2.0.1", tally, 10, password)
+        assert await station.connect(give_up_at) and await station.boot(give_up_at)
+        await station.close()
+    assert not tally.errors, tally.errors
+    wrong = Station(base_url, "FLEET-00000", "ocpp1.6", tally, 10, generated["FLEET-00001"])
+    assert not await wrong.connect(give_up_at)
+    assert tally.errors == {"connect refused (401)": 1}
