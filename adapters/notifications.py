@@ -27,11 +27,16 @@ class Notifications:
         self._pool = pool
         self._channels = tuple(channels)
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._listening_handlers: list[Callable[[], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
 
     def on(self, channel: str, handler: Handler) -> None:
         self._handlers[channel].append(handler)
+
+    def on_listening(self, handler: Callable[[], None]) -> None:
+        """Called each time the node listens (again): what was notified before is missed."""
+        self._listening_handlers.append(handler)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[asyncio.Queue[str]]:
@@ -78,6 +83,8 @@ class Notifications:
             for channel in self._channels:
                 await conn.execute(f'LISTEN "{channel}"')
             self.listening.set()
+            for listening in self._listening_handlers:
+                listening()
             async for notification in conn.notifies():
                 for handler in list(self._handlers.get(notification.channel, ())):
                     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -200,6 +201,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
     admission = by_backlog(writer.backlog, settings.max_boot_backlog)
     loop_lag = LoopLag()
     loop_lag.start()
+    credentials = StationCredentials(pool, settings.unknown_stations == "accept")
     gateway = OcppGateway(
         [
             OcppV21(settings.heartbeat_interval, admission),
@@ -211,7 +213,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         max_frame_bytes=settings.max_frame_bytes,
         journal=journal.record if settings.frame_retention_days > 0 else None,
         admission=by_loop_lag(lambda: loop_lag.seconds, settings.max_loop_lag),
-        authenticate=StationCredentials(pool, settings.unknown_stations == "accept").check,
+        authenticate=credentials.check,
     )
     await journal.start()
     notifications = Notifications(
@@ -219,8 +221,13 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         pool,
         [*routing.CHANNELS, CHANGED_CHANNEL, station_credentials.CHANGED_CHANNEL],
     )
-    notifications.on(station_credentials.CHANGED_CHANNEL, gateway.reauthenticate)
+    notifications.on(
+        station_credentials.CHANGED_CHANNEL,
+        functools.partial(credentials.changed, then=gateway.reauthenticate),
+    )
+    notifications.on_listening(credentials.listening)
     await notifications.start()
+    await credentials.ready()
     router = CommandRouter(
         gateway, writer.submit, app.read_fresh, notifications, node, settings.command_timeout
     )

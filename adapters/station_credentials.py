@@ -9,11 +9,13 @@ the CPU: each handshake checks one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -23,6 +25,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_authorization_basic
+
+log = logging.getLogger(__name__)
 
 TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS station_credentials (
@@ -89,23 +93,71 @@ def decide(
 
 
 class StationCredentials:
-    """Checks a connecting station against the table, read afresh for every connection so that
-    a password changed or a station removed counts at once, on every node."""
+    """Every registered station's credentials, mirrored in memory: a storm's handshakes cost no
+    query (one each starved the connection pool). The mirror is read whole when the node starts
+    listening for changes, and again whenever it had to listen anew; in between, each change is
+    notified (CHANGED_CHANNEL) and its station's row read again."""
 
     def __init__(self, pool: AsyncConnectionPool, accept_unknown: bool) -> None:
         self._pool = pool
         self._accept_unknown = accept_unknown
+        self._known: dict[str, Credentials] = {}
+        self._loaded = asyncio.Event()
+        self._reading = asyncio.Lock()  # reads apply in the order the changes were notified
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def check(self, station_id: str, authorization: str | None) -> Verdict:
+    async def ready(self, within: float = 30) -> None:
+        """Waits for the first whole read (started by `listening`)."""
+        await asyncio.wait_for(self._loaded.wait(), within)
+
+    def check(self, station_id: str, authorization: str | None) -> Verdict:
+        credentials = self._known.get(station_id)
+        return decide(station_id, credentials, authorization, self._accept_unknown)
+
+    def listening(self) -> None:
+        """The node (again) hears of every change: read them all, any may have been missed."""
+        self._in_background(self._load())
+
+    def changed(self, station_id: str, then: Callable[[str], None] = lambda _: None) -> None:
+        """Reads the station's credentials again, then calls `then` with its identity."""
+        self._in_background(self._reload(station_id, then))
+
+    def _in_background(self, reading: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(self._or_all_again(reading))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _or_all_again(self, reading: Coroutine[Any, Any, None]) -> None:
+        try:
+            await reading
+        except Exception:
+            log.exception("could not read station credentials; reading all again in 1 s")
+            await asyncio.sleep(1)
+            self._in_background(self._load())
+
+    async def _load(self) -> None:
+        async with self._reading:
+            rows = await self._read("", ())
+            self._known = {station: Credentials(salt, digest) for station, salt, digest in rows}
+            self._loaded.set()
+
+    async def _reload(self, station_id: str, then: Callable[[str], None]) -> None:
+        async with self._reading:
+            rows = await self._read("WHERE station_id = %s", (station_id,))
+            if rows:
+                self._known[station_id] = Credentials(rows[0][1], rows[0][2])
+            else:
+                self._known.pop(station_id, None)
+        then(station_id)
+
+    async def _read(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         async with self._pool.connection() as conn:
             cursor = await conn.execute(
-                "SELECT password_salt, password_sha256 FROM station_credentials "
-                "WHERE station_id = %s",
-                (station_id,),
+                "SELECT station_id, password_salt, password_sha256 FROM station_credentials "
+                + where,
+                params,
             )
-            row = await cursor.fetchone()
-        credentials = Credentials(row[0], row[1]) if row else None
-        return decide(station_id, credentials, authorization, self._accept_unknown)
+            return await cursor.fetchall()
 
 
 class CredentialsError(Exception):

@@ -13,7 +13,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol
@@ -42,14 +42,12 @@ CLOSE_REPLACED = 4000
 CLOSE_POLICY_VIOLATION = 1008
 REFUSALS_LOGGED_EVERY = 5.0  # seconds: a storm's refusals are summed, not logged one by one
 BUSY = "the event loop is too far behind (--max-loop-lag)"
-UNAVAILABLE = "its credentials could not be checked (see the error above)"
-RETRY_AFTER_UNCHECKED = 10  # seconds
 
 # Whether a station may connect, given its identity and its Authorization header.
-Authenticate = Callable[[str, str | None], Awaitable[Verdict]]
+Authenticate = Callable[[str, str | None], Verdict]
 
 
-async def admit_everyone(station_id: str, authorization: str | None) -> Verdict:
+def admit_everyone(station_id: str, authorization: str | None) -> Verdict:
     return Verdict.ADMITTED
 
 
@@ -185,9 +183,7 @@ class OcppGateway:
                 return Subprotocol(subprotocol)
         return None  # handshake completes without one; the connection is then closed
 
-    async def _check_request(
-        self, connection: ServerConnection, request: Request
-    ) -> Response | None:
+    def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
         """Refuses at the handshake: a path without an identity (404), a busy server (503), an
         unknown station (404) or a wrong or missing password (401)."""
         station_id = station_identity(request.path)
@@ -201,12 +197,7 @@ class OcppGateway:
         if retry_after is not None:
             self._refusals.note(station_id, BUSY)
             return _come_back(connection, retry_after, "The server is busy")
-        try:
-            verdict = await self._authenticate(station_id, request.headers.get("Authorization"))
-        except Exception:
-            log.exception("%s: could not check the station's credentials", station_id)
-            self._refusals.note(station_id, UNAVAILABLE)
-            return _come_back(connection, RETRY_AFTER_UNCHECKED, "Credentials cannot be checked")
+        verdict = self._authenticate(station_id, request.headers.get("Authorization"))
         if verdict is Verdict.ADMITTED:
             return None
         self._refusals.note(station_id, verdict.value)

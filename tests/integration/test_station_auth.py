@@ -11,14 +11,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import psycopg
 import pytest
 import websockets
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from websockets.exceptions import InvalidStatus
 
+from adapters import station_credentials
+from adapters.station_credentials import generate_password
 from bench.sim import Station, Tally
-from tests.support import ServerProcess
+from tests.support import ServerProcess, eventually
 
 
 def run_station_cli(
@@ -163,3 +166,31 @@ async def test_a_fleet_imported_at_once_connects_with_its_passwords(
     wrong = Station(base_url, "FLEET-00000", "ocpp1.6", tally, 10, generated["FLEET-00001"])
     assert not await wrong.connect(give_up_at)
     assert tally.errors == {"connect refused (401)": 1}
+
+
+async def test_a_change_made_while_a_node_was_not_listening_still_counts(
+    shared_server: ServerProcess,
+) -> None:
+    """Each node mirrors the credentials and hears of changes; one it missed while its listener
+    reconnected is read when it listens again."""
+    assert shared_server.database_url is not None
+    with psycopg.connect(shared_server.database_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+        )
+        # As `csms station add` does, before the listener is back: its notification is lost.
+        station_credentials.register(conn, "CP-MISSED", generate_password())
+
+    async def status() -> int:
+        try:
+            async with websockets.connect(
+                shared_server.ocpp_url("CP-MISSED"),
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+            ):
+                return 101
+        except InvalidStatus as refused:
+            return refused.response.status_code
+
+    assert await eventually(status, lambda code: code == 401, within=10) == 401
+    assert "notification listener lost its connection" in shared_server.log()
