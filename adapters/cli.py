@@ -29,6 +29,7 @@ from adapters.server import (
     configure_logging,
     serve,
 )
+from adapters.tls import TlsError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +112,19 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.unknown_stations,
         help="whether a station no one registered (csms station add) may connect; a "
         "registered station with a password must give it either way",
+    )
+    run.add_argument(
+        "--tls-cert",
+        type=Path,
+        help="PEM certificate chain (and key, unless --tls-key): stations connect over wss:// "
+        "(security profile 2)",
+    )
+    run.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    run.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="PEM CA certificates: every station must present a certificate they issued, "
+        "with its identity as common name, and needs no password (security profile 3)",
     )
     run.add_argument(
         "--max-upload-bytes",
@@ -566,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         try:
             return serve(Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)}))
-        except PortInUse as error:
+        except (PortInUse, TlsError) as error:
             print(f"csms: {error}", file=sys.stderr)
             return 1
     commands = {

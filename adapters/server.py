@@ -43,6 +43,7 @@ from adapters.projection_host import ProjectionHost
 from adapters.projection_runner import open_view
 from adapters.routing import CommandRouter
 from adapters.station_credentials import StationCredentials
+from adapters.tls import TlsError, server_context
 from adapters.writer import CommandWriter
 from api.app import create_app
 from domain.service import CSMS
@@ -90,6 +91,9 @@ class Settings:
     max_loop_lag: float = 1.0
     stop_timeout: float = 20.0
     store: str = "postgres"  # or "memory": events kept in this process only, for benchmarks
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
 
 class _Uvicorn(uvicorn.Server):
@@ -148,11 +152,20 @@ def serve(settings: Settings) -> int:
     """Serves until Ctrl-C or SIGTERM; returns the exit code (1: a process did not stop cleanly)."""
     _ensure_free(settings.host, settings.ocpp_port)
     _ensure_free(settings.http_host, settings.http_port)
+    _check_tls(settings)
     database_url = settings.database_url or start_embedded(settings.data_dir)
     if settings.workers > 1:
         return workers.supervise(settings.workers, _work, (settings, database_url))
     asyncio.run(_serve(settings, database_url))
     return 0
+
+
+def _check_tls(settings: Settings) -> None:
+    """Fails before anything starts if the TLS files cannot be used."""
+    if settings.tls_cert is not None:
+        server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    elif settings.tls_key is not None or settings.tls_client_ca is not None:
+        raise TlsError("--tls-key and --tls-client-ca need --tls-cert, the server's certificate")
 
 
 def _work(settings: Settings, database_url: str, index: int) -> None:
@@ -244,7 +257,12 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
     )
     tune_garbage_collection()
     ocpp_server = await gateway.start(
-        settings.host, settings.ocpp_port, share_port=settings.workers > 1
+        settings.host,
+        settings.ocpp_port,
+        share_port=settings.workers > 1,
+        tls=server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+        if settings.tls_cert
+        else None,
     )
     http = _Uvicorn(
         uvicorn.Config(

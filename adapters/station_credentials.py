@@ -75,12 +75,14 @@ def decide(
     credentials: Credentials | None,
     authorization: str | None,
     accept_unknown: bool,
+    certified: bool = False,
 ) -> Verdict:
-    """Whether a station opening a connection with this Authorization header may in."""
+    """Whether a station opening a connection with this Authorization header may in; one that
+    presented its own client certificate (`certified`) needs no password."""
     if credentials is None:
         return Verdict.ADMITTED if accept_unknown else Verdict.UNKNOWN
-    if credentials.digest is None:
-        return Verdict.ADMITTED  # registered without a password (security profile 0)
+    if credentials.digest is None or certified:
+        return Verdict.ADMITTED  # registered without a password (profile 0), or profile 3
     if authorization is None:
         return Verdict.NO_PASSWORD
     try:
@@ -110,9 +112,9 @@ class StationCredentials:
         """Waits for the first whole read (started by `listening`)."""
         await asyncio.wait_for(self._loaded.wait(), within)
 
-    def check(self, station_id: str, authorization: str | None) -> Verdict:
+    def check(self, station_id: str, authorization: str | None, certified: bool) -> Verdict:
         credentials = self._known.get(station_id)
-        return decide(station_id, credentials, authorization, self._accept_unknown)
+        return decide(station_id, credentials, authorization, self._accept_unknown, certified)
 
     def listening(self) -> None:
         """The node (again) hears of every change: read them all, any may have been missed."""

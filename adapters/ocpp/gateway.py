@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import ssl
 import time
 import uuid
 from collections import Counter
@@ -31,6 +32,7 @@ from adapters.ocpp.rpc import Call, CallError, CallResult, CallResultError, Faul
 from adapters.ocpp.times import now
 from adapters.ocpp.translator import Inbound, Submit, Translator
 from adapters.station_credentials import Verdict
+from adapters.tls import common_name
 from domain import commands as cmd
 
 log = logging.getLogger(__name__)
@@ -43,11 +45,12 @@ CLOSE_POLICY_VIOLATION = 1008
 REFUSALS_LOGGED_EVERY = 5.0  # seconds: a storm's refusals are summed, not logged one by one
 BUSY = "the event loop is too far behind (--max-loop-lag)"
 
-# Whether a station may connect, given its identity and its Authorization header.
-Authenticate = Callable[[str, str | None], Verdict]
+# Whether a station may connect, given its identity, its Authorization header, and whether it
+# presented a client certificate of its own (security profile 3).
+Authenticate = Callable[[str, str | None, bool], Verdict]
 
 
-def admit_everyone(station_id: str, authorization: str | None) -> Verdict:
+def admit_everyone(station_id: str, authorization: str | None, certified: bool) -> Verdict:
     return Verdict.ADMITTED
 
 
@@ -158,13 +161,16 @@ class OcppGateway:
         self._closing: set[asyncio.Task[None]] = set()
         self.connections: dict[str, StationConnection] = {}
 
-    async def start(self, host: str, port: int, share_port: bool = False) -> Server:
+    async def start(
+        self, host: str, port: int, share_port: bool = False, tls: ssl.SSLContext | None = None
+    ) -> Server:
         """Listens for stations; with `share_port`, beside other processes on the same port."""
         return await serve(
             self._serve_connection,
             host,
             port,
             reuse_port=share_port,
+            ssl=tls,
             backlog=4096,  # a boot storm connects thousands at once
             subprotocols=[Subprotocol(name) for name in self._translators],
             select_subprotocol=self._select_subprotocol,
@@ -184,8 +190,9 @@ class OcppGateway:
         return None  # handshake completes without one; the connection is then closed
 
     def _check_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        """Refuses at the handshake: a path without an identity (404), a busy server (503), an
-        unknown station (404) or a wrong or missing password (401)."""
+        """Refuses at the handshake: a path without an identity (404), a busy server (503),
+        another station's certificate (403), an unknown station (404) or a wrong or missing
+        password (401)."""
         station_id = station_identity(request.path)
         if station_id is None:
             log.warning("refused connection to %r: not a valid station identity", request.path)
@@ -197,7 +204,15 @@ class OcppGateway:
         if retry_after is not None:
             self._refusals.note(station_id, BUSY)
             return _come_back(connection, retry_after, "The server is busy")
-        verdict = self._authenticate(station_id, request.headers.get("Authorization"))
+        certified = common_name(connection.transport.get_extra_info("peercert"))
+        if certified is not None and certified != station_id:
+            self._refusals.note(station_id, f"a certificate of {certified!r}")
+            return connection.respond(
+                HTTPStatus.FORBIDDEN, "The client certificate is not this station's.\n"
+            )
+        verdict = self._authenticate(
+            station_id, request.headers.get("Authorization"), certified is not None
+        )
         if verdict is Verdict.ADMITTED:
             return None
         self._refusals.note(station_id, verdict.value)
