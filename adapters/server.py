@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -234,10 +233,8 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         pool,
         [*routing.CHANNELS, CHANGED_CHANNEL, station_credentials.CHANGED_CHANNEL],
     )
-    notifications.on(
-        station_credentials.CHANGED_CHANNEL,
-        functools.partial(credentials.changed, then=gateway.reauthenticate),
-    )
+    credentials.on_change = gateway.reauthenticate
+    notifications.on(station_credentials.CHANGED_CHANNEL, credentials.changed)
     notifications.on_listening(credentials.listening)
     await notifications.start()
     await credentials.ready()

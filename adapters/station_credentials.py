@@ -15,7 +15,7 @@ import hmac
 import logging
 import re
 import secrets
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS station_credentials (
 # Notified with a station's identity when its credentials change: its connection is closed, so
 # that it connects, and authenticates, again.
 CHANGED_CHANNEL = "csms_station_credentials"
+EVERY_STATION = ":all"  # a notification that any station may have changed (':' is no identity's)
+NOTIFIED_ONE_BY_ONE = 100  # more changes at once are notified as EVERY_STATION
 
 # OCPP 2.0.1's BasicAuthPassword: 16 to 40 characters; printable ASCII, as an HTTP header takes.
 PASSWORD = re.compile(r"^[\x20-\x7e]{16,40}$")
@@ -96,17 +98,20 @@ def decide(
 
 class StationCredentials:
     """Every registered station's credentials, mirrored in memory: a storm's handshakes cost no
-    query (one each starved the connection pool). The mirror is read whole when the node starts
-    listening for changes, and again whenever it had to listen anew; in between, each change is
-    notified (CHANGED_CHANNEL) and its station's row read again."""
+    query (one each starved the connection pool). Each change is notified (CHANGED_CHANNEL)
+    with its station's identity, or EVERY_STATION; the notified stations are read again
+    together, and the whole table when the node starts listening, or listens anew after
+    missing what was notified meanwhile. `on_change` hears of every station whose credentials
+    differ from what the mirror held."""
 
     def __init__(self, pool: AsyncConnectionPool, accept_unknown: bool) -> None:
         self._pool = pool
         self._accept_unknown = accept_unknown
         self._known: dict[str, Credentials] = {}
         self._loaded = asyncio.Event()
-        self._reading = asyncio.Lock()  # reads apply in the order the changes were notified
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: set[str] = set()
+        self._reading: asyncio.Task[None] | None = None
+        self.on_change: Callable[[str], None] = lambda station_id: None
 
     async def ready(self, within: float = 30) -> None:
         """Waits for the first whole read (started by `listening`)."""
@@ -118,48 +123,48 @@ class StationCredentials:
 
     def listening(self) -> None:
         """The node (again) hears of every change: read them all, any may have been missed."""
-        self._in_background(self._load())
+        self.changed(EVERY_STATION)
 
-    def changed(self, station_id: str, then: Callable[[str], None] = lambda _: None) -> None:
-        """Reads the station's credentials again, then calls `then` with its identity."""
-        self._in_background(self._reload(station_id, then))
+    def changed(self, station_id: str) -> None:
+        self._pending.add(station_id)
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read_pending())
 
-    def _in_background(self, reading: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(self._or_all_again(reading))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _or_all_again(self, reading: Coroutine[Any, Any, None]) -> None:
-        try:
-            await reading
-        except Exception:
-            log.exception("could not read station credentials; reading all again in 1 s")
-            await asyncio.sleep(1)
-            self._in_background(self._load())
-
-    async def _load(self) -> None:
-        async with self._reading:
-            rows = await self._read("", ())
-            self._known = {station: Credentials(salt, digest) for station, salt, digest in rows}
+    async def _read_pending(self) -> None:
+        while self._pending:
+            stations, self._pending = self._pending, set()
+            whole = EVERY_STATION in stations
+            try:
+                rows = await self._read(None if whole else sorted(stations))
+            except Exception:
+                log.exception("could not read station credentials; reading all again in 1 s")
+                await asyncio.sleep(1)
+                self._pending.add(EVERY_STATION)
+                continue
+            self._apply(set(self._known) | set(rows) if whole else stations, rows)
             self._loaded.set()
 
-    async def _reload(self, station_id: str, then: Callable[[str], None]) -> None:
-        async with self._reading:
-            rows = await self._read("WHERE station_id = %s", (station_id,))
-            if rows:
-                self._known[station_id] = Credentials(rows[0][1], rows[0][2])
+    def _apply(self, stations: set[str], rows: dict[str, Credentials]) -> None:
+        for station_id in stations:
+            after, before = rows.get(station_id), self._known.get(station_id)
+            if after == before:
+                continue
+            if after is None:
+                del self._known[station_id]
             else:
-                self._known.pop(station_id, None)
-        then(station_id)
+                self._known[station_id] = after
+            self.on_change(station_id)
 
-    async def _read(self, where: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    async def _read(self, stations: list[str] | None) -> dict[str, Credentials]:
+        """The credentials of these stations (None: of all)."""
+        query = "SELECT station_id, password_salt, password_sha256 FROM station_credentials"
         async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                "SELECT station_id, password_salt, password_sha256 FROM station_credentials "
-                + where,
-                params,
+            cursor = await (
+                conn.execute(query)
+                if stations is None
+                else conn.execute(query + " WHERE station_id = ANY(%s)", (stations,))
             )
-            return await cursor.fetchall()
+            return {row[0]: Credentials(row[1], row[2]) async for row in cursor}
 
 
 class CredentialsError(Exception):
@@ -241,9 +246,11 @@ def remove(conn: psycopg.Connection[Any], station_id: str) -> None:
 
 
 def _notify(conn: psycopg.Connection[Any], *station_ids: str) -> None:
+    """Tells every node which stations changed; of many, that any may have."""
+    notified = list(station_ids) if len(station_ids) <= NOTIFIED_ONE_BY_ONE else [EVERY_STATION]
     conn.execute(
         "SELECT pg_notify(%s, station_id) FROM unnest(%s::text[]) AS station_id",
-        (CHANGED_CHANNEL, list(station_ids)),
+        (CHANGED_CHANNEL, notified),
     )
 
 

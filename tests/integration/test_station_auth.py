@@ -19,7 +19,7 @@ from ocpp.v16 import call as call16
 from websockets.exceptions import InvalidStatus
 
 from adapters import station_credentials
-from adapters.station_credentials import generate_password
+from adapters.station_credentials import NOTIFIED_ONE_BY_ONE, generate_password
 from bench.sim import Station, Tally
 from tests.support import ServerProcess, eventually
 
@@ -145,20 +145,23 @@ async def test_a_fleet_imported_at_once_connects_with_its_passwords(
 ) -> None:
     server = start_server(database_url, "--unknown-stations", "reject")
     given = "the-fleet's-own-password"
+    # More stations than are notified one by one: every node reads the whole table again.
+    fleet = [f"FLEET-{n:05d}" for n in range(1, NOTIFIED_ONE_BY_ONE + 50)]
     printed = station_cli(
-        server, "import", "-", stdin=f"FLEET-00000,{given}\nFLEET-00001\n\nFLEET-00002\n"
+        server, "import", "-", stdin=f"FLEET-00000,{given}\n\n" + "\n".join(fleet) + "\n"
     )
     generated = dict(line.split(",", 1) for line in printed.splitlines())
-    assert set(generated) == {"FLEET-00001", "FLEET-00002"}
-    again = run_station_cli(server, "import", "-", stdin="FLEET-00002\nFLEET-00003\n")
+    assert sorted(generated) == fleet
+    again = run_station_cli(server, "import", "-", stdin="FLEET-00002\nFLEET-99999\n")
     assert again.returncode == 2 and "registered already: 'FLEET-00002'" in again.stderr
-    assert "FLEET-00003" not in station_cli(server, "list")  # all or nothing
+    assert "FLEET-99999" not in station_cli(server, "list")  # all or nothing
 
     # The load generator's stations, as `bench.load --password` runs them.
     tally = Tally()
     base_url = server.ocpp_url("").rstrip("/")
     give_up_at = time.time() + 30
-    for station_id, password in [("FLEET-00000", given), *generated.items()]:
+    for station_id in ("FLEET-00000", fleet[0], fleet[-1]):
+        password = generated.get(station_id, given)
         station = Station(base_url, station_id, "ocpp2.0.1", tally, 10, password)
         assert await station.connect(give_up_at) and await station.boot(give_up_at)
         await station.close()
