@@ -19,15 +19,27 @@ def server_context(cert: Path, key: Path | None, client_ca: Path | None) -> ssl.
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_cert_chain(cert, key)
-        if client_ca is not None:
-            context.load_verify_locations(client_ca)
-            context.verify_mode = ssl.CERT_REQUIRED
     except (OSError, ssl.SSLError) as error:
+        files = f"--tls-cert {cert}" + (f" with --tls-key {key}" if key else "")
         raise TlsError(
-            f"cannot load the TLS files ({error}): --tls-cert takes a PEM certificate chain "
-            "(with its key, or the key in --tls-key), --tls-client-ca PEM CA certificates"
+            f"{files}: {_reason(error)}; expected a PEM certificate chain and its private key "
+            "(in the same file, or in --tls-key)"
         ) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(client_ca)
+        except (OSError, ssl.SSLError) as error:
+            raise TlsError(
+                f"--tls-client-ca {client_ca}: {_reason(error)}; expected PEM CA certificates"
+            ) from None
+        context.verify_mode = ssl.CERT_REQUIRED
     return context
+
+
+def _reason(error: OSError | ssl.SSLError) -> str:
+    if isinstance(error, ssl.SSLError):
+        return f"not usable ({error.reason or error})"
+    return error.strerror or str(error)
 
 
 def common_name(peer_certificate: dict[str, Any] | None) -> str | None:

@@ -12,6 +12,7 @@ import trustme
 import websockets
 from websockets.exceptions import InvalidStatus
 
+from adapters.tls import TlsError, server_context
 from tests.integration.test_station_auth import station_cli
 from tests.support import ServerProcess
 
@@ -90,3 +91,20 @@ async def test_profile_3_the_station_s_own_certificate(
     with pytest.raises((ssl.SSLError, ConnectionError, websockets.exceptions.InvalidMessage)):
         await heartbeat(wss(server, "CP-TLS-3"), client_tls(ca, tmp_path))  # no certificate
     assert "as a certificate of 'CP-SOMEONE-ELSE'" in server.log()
+
+
+def test_unusable_tls_files_are_named_before_the_server_starts(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    chain, _ = server_files(ca, tmp_path)
+    (tmp_path / "not-pem.txt").write_text("not a certificate\n")
+    cases = [
+        ((tmp_path / "missing.pem", None, None), "--tls-cert"),
+        ((tmp_path / "not-pem.txt", None, None), "--tls-cert"),
+        ((chain, None, tmp_path / "not-pem.txt"), "--tls-client-ca"),
+    ]
+    for files, option in cases:
+        with pytest.raises(TlsError) as refused:
+            server_context(*files)
+        assert str(refused.value).startswith(option), refused.value
+    assert server_context(chain, None, None).minimum_version >= ssl.TLSVersion.TLSv1_2
