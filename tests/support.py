@@ -160,9 +160,13 @@ async def eventually(
 
 
 @contextlib.asynccontextmanager
-async def station16(server: ServerProcess, station_id: str) -> AsyncIterator[ChargePoint16]:
-    """A real OCPP 1.6J charge point (the `ocpp` package) connected to the server."""
-    async with websockets.connect(server.ocpp_url(station_id), subprotocols=["ocpp1.6"]) as ws:
+async def station16(
+    server: ServerProcess, station_id: str, url: str | None = None
+) -> AsyncIterator[ChargePoint16]:
+    """A real OCPP 1.6J charge point (the `ocpp` package) connected to the server (at `url`, if
+    given: with credentials, say)."""
+    url = url or server.ocpp_url(station_id)
+    async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:
         charge_point = ChargePoint16(station_id, ws, response_timeout=15)
         task = asyncio.create_task(charge_point.start())
         try:

@@ -4,24 +4,22 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 import websockets
-from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call as call16
 from websockets.exceptions import InvalidStatus
 
 from adapters import station_credentials
 from adapters.station_credentials import NOTIFIED_ONE_BY_ONE, generate_password
 from bench.sim import Station, Tally
-from tests.support import ServerProcess, eventually
+from tests.support import ServerProcess, eventually, station16
 
 
 def run_station_cli(
@@ -54,21 +52,8 @@ async def refusal(url: str, protocol: str = "ocpp1.6") -> Any:
     return refused.value.response
 
 
-@contextlib.asynccontextmanager
-async def charge_point(url: str, station_id: str) -> AsyncIterator[ChargePoint16]:
-    async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:  # type: ignore[list-item]
-        station = ChargePoint16(station_id, ws, response_timeout=15)
-        task = asyncio.create_task(station.start())
-        try:
-            yield station
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-
-async def boots(url: str, station_id: str) -> str:
-    async with charge_point(url, station_id) as station:
+async def boots(server: ServerProcess, station_id: str, url: str | None = None) -> str:
+    async with station16(server, station_id, url) as station:
         answer = await station.call(call16.BootNotification("Vendor", "Model"))
         return str(answer.status)
 
@@ -89,8 +74,8 @@ async def test_a_registered_station_must_give_its_password(shared_server: Server
     for protocol in ("ocpp2.0.1", "ocpp2.1"):
         assert (await refusal(server.ocpp_url("CP-PW"), protocol)).status_code == 401
 
-    assert await boots(url_with(server, "CP-PW", "CP-PW", password), "CP-PW") == "Accepted"
-    assert await boots(server.ocpp_url("CP-NOT-REGISTERED"), "CP-NOT-REGISTERED") == "Accepted"
+    assert await boots(server, "CP-PW", url_with(server, "CP-PW", "CP-PW", password)) == "Accepted"
+    assert await boots(server, "CP-NOT-REGISTERED") == "Accepted"
 
     log = server.log()
     assert "as no password given (the last: 'CP-PW')" in log
@@ -112,7 +97,8 @@ async def test_a_new_password_replaces_the_old_at_once(shared_server: ServerProc
         assert connected.close_code == 1008
 
     assert (await refusal(url_with(server, "CP-NEW-PW", "CP-NEW-PW", old))).status_code == 401
-    assert await boots(url_with(server, "CP-NEW-PW", "CP-NEW-PW", new), "CP-NEW-PW") == "Accepted"
+    new_url = url_with(server, "CP-NEW-PW", "CP-NEW-PW", new)
+    assert await boots(server, "CP-NEW-PW", new_url) == "Accepted"
 
 
 def test_a_password_outside_the_ocpp_rule_is_refused(shared_server: ServerProcess) -> None:
@@ -124,16 +110,25 @@ def test_a_password_outside_the_ocpp_rule_is_refused(shared_server: ServerProces
     assert "CP-SHORT" not in station_cli(shared_server, "list")
 
 
-async def test_unknown_stations_may_be_refused(
-    database_url: str, start_server: Callable[..., ServerProcess]
-) -> None:
-    server = start_server(database_url, "--unknown-stations", "reject")
+@pytest.fixture(scope="module")
+def closed_server(
+    new_database: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """A server that refuses stations no one registered."""
+    log = tmp_path_factory.mktemp("closed") / "server.log"
+    server = ServerProcess(log, new_database(), "--unknown-stations", "reject").start()
+    yield server
+    server.stop()
+
+
+async def test_unknown_stations_may_be_refused(closed_server: ServerProcess) -> None:
+    server = closed_server
     assert (await refusal(server.ocpp_url("CP-STRANGER"))).status_code == 404
 
     station_cli(server, "add", "CP-KNOWN", "--no-password")
-    assert await boots(server.ocpp_url("CP-KNOWN"), "CP-KNOWN") == "Accepted"
-    listed = station_cli(server, "list")
-    assert "CP-KNOWN\tregistered " in listed and listed.rstrip().endswith("none")
+    assert await boots(server, "CP-KNOWN") == "Accepted"
+    [listed] = [line for line in station_cli(server, "list").splitlines() if "CP-KNOWN" in line]
+    assert listed.startswith("CP-KNOWN\tregistered ") and listed.endswith("\tnone")
 
     station_cli(server, "remove", "CP-KNOWN")
     assert (await refusal(server.ocpp_url("CP-KNOWN"))).status_code == 404
@@ -141,9 +136,9 @@ async def test_unknown_stations_may_be_refused(
 
 
 async def test_a_fleet_imported_at_once_connects_with_its_passwords(
-    database_url: str, start_server: Callable[..., ServerProcess]
+    closed_server: ServerProcess,
 ) -> None:
-    server = start_server(database_url, "--unknown-stations", "reject")
+    server = closed_server
     given = "the-fleet's-own-password"
     # More stations than are notified one by one: every node reads the whole table again.
     fleet = [f"FLEET-{n:05d}" for n in range(1, NOTIFIED_ONE_BY_ONE + 50)]
