@@ -1,10 +1,11 @@
 """Registered stations and their passwords (OCPP security profiles 1 and 2).
 
 A station presents its password by HTTP Basic authentication when it opens its WebSocket, with
-its identity as the user name. Only a salted SHA-256 of each password is kept (table
-`station_credentials`). The passwords are machine secrets of 16 to 40 characters, and a
-deliberately slow hash would make thousands of stations reconnecting after an outage queue for
-the CPU: each handshake checks one.
+its identity as the user name; one that presented a client certificate for its identity
+(profile 3, checked by the gateway) is asked for none. Only a salted SHA-256 of each password
+is kept (table `station_credentials`). The passwords are machine secrets of 16 to 40
+characters, and a deliberately slow hash would make thousands of stations reconnecting after
+an outage queue for the CPU: each handshake checks one.
 """
 
 from __future__ import annotations
