@@ -89,15 +89,24 @@ class Plan:
 # -- the load, one process per shard of stations ------------------------------------------
 
 
-def drive(plan: Plan, shard: int, started: float, reports: Any) -> None:
-    """Entry point of a load process: runs its stations, reporting its tally as it goes."""
+def drive(plan: Plan, shard: int, started: float, reports: Any, parent: int) -> None:
+    """Entry point of a load process: runs its stations, reporting its tally as it goes to
+    the load's process, `parent` (it may be gone by the time this one is up)."""
     # Rare collections, as in the server: the generator's own pauses would count as latency.
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    asyncio.run(_drive(plan, shard, started, reports))
+    asyncio.run(_drive(plan, shard, started, reports, parent))
+    _exit_if_orphaned(parent)  # else exiting waits for the reader of the last report
 
 
-async def _drive(plan: Plan, shard: int, started: float, reports: Any) -> None:
+def _exit_if_orphaned(parent: int) -> None:
+    """Exits now if the load that started this process is gone (killed): its stations must not
+    go on loading the server alone."""
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+async def _drive(plan: Plan, shard: int, started: float, reports: Any, parent: int) -> None:
     tally = Tally()
     stations = [
         Station(plan.url, station_id, protocol, tally, plan.timeout, plan.password)
@@ -110,7 +119,7 @@ async def _drive(plan: Plan, shard: int, started: float, reports: Any) -> None:
         )
         for n, station in enumerate(stations)
     ]
-    reporting = asyncio.create_task(_report(tally, shard, reports))
+    reporting = asyncio.create_task(_report(tally, shard, reports, parent))
     await asyncio.gather(*runs)
     reporting.cancel()
     reports.put((shard, tally.take(), True))
@@ -125,9 +134,10 @@ async def _guarded(station: Station, scenario: Coroutine[Any, Any, None]) -> Non
         station.tally.errors[f"connection closed by the server ({code})"] += 1
 
 
-async def _report(tally: Tally, shard: int, reports: Any) -> None:
+async def _report(tally: Tally, shard: int, reports: Any, parent: int) -> None:
     while True:
         await asyncio.sleep(REPORT_SECONDS)
+        _exit_if_orphaned(parent)
         reports.put((shard, tally.take(), False))
 
 
@@ -222,7 +232,9 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
     reports = context.Queue()
     started = time.time() + 1.0 + 0.3 * plan.processes  # every process is up before it starts
     workers = [
-        context.Process(target=drive, args=(plan, shard, started, reports), daemon=True)
+        context.Process(
+            target=drive, args=(plan, shard, started, reports, os.getpid()), daemon=True
+        )
         for shard in range(plan.processes)
     ]
     for worker in workers:

@@ -4,7 +4,9 @@ hang up or never answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from http import HTTPStatus
+from pathlib import Path
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -164,3 +167,35 @@ def test_the_cores_used_are_the_cpu_time_over_the_time_between_samples() -> None
     # A remote server: no process of it here, its cores count for nothing.
     remote = usage.cpu_report(replace(first, server=0), replace(last, server=0), False)
     assert remote == [lines[0].replace("server 1.00, ", "").replace("0.70", "1.70")]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_load_processes_stop_when_the_load_is_killed(shared_server: ServerProcess) -> None:
+    url = shared_server.ocpp_url("").rstrip("/")
+    load = subprocess.Popen(
+        [sys.executable, "-m", "bench.load", "--url", url, "--stations", "4", "--processes", "2"],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while len(shards := _children(load.pid)) < 3:  # two load processes, and the tracker
+        assert time.monotonic() < deadline, "the load processes did not start"
+        time.sleep(0.1)
+    load.kill()  # as a script or CI stops it: no Ctrl-C reaches its process group
+    load.wait()
+    deadline = time.monotonic() + 10
+    while alive := [pid for pid in shards if Path(f"/proc/{pid}").exists()]:
+        for pid in alive:  # reap any that ended as our zombies
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        assert time.monotonic() < deadline, f"load processes {alive} outlived the load"
+        time.sleep(0.2)
