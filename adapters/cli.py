@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import getpass
 import json
 import os
 import sys
@@ -20,7 +21,7 @@ from adapters import projection_admin as admin
 from adapters.collection import tune_garbage_collection
 from adapters.ocpp.gateway import IDENTITY
 from adapters.parallel_rebuild import RebuildFailed
-from adapters.postgres import eventsourcing_env, start_embedded
+from adapters.postgres import eventsourcing_env, open_store, start_embedded
 from adapters.projection_host import lock_key
 from adapters.server import (
     PROJECTIONS,
@@ -30,6 +31,8 @@ from adapters.server import (
     serve,
 )
 from adapters.tls import TlsError
+from domain.operator_commands import RecordCredentialsChange
+from domain.station import CredentialsChange
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -501,6 +504,10 @@ def _station_commands(commands: Any) -> None:
     _database_options(listing)
 
 
+RECORDED_AT_ONCE = 1000  # changes stored as events in one commit
+Change = tuple[str, CredentialsChange]  # a station, and what changed of its credentials
+
+
 def _stations(args: argparse.Namespace) -> int:
     station_id: str | None = getattr(args, "station_id", None)
     if station_id is not None and not IDENTITY.match(station_id):
@@ -509,24 +516,68 @@ def _stations(args: argparse.Namespace) -> int:
     url = args.database_url or start_embedded(args.data_dir)
     with psycopg.connect(url, autocommit=True) as conn:
         try:
-            if args.action == "list":
-                for station, has_password, registered, changed in station_credentials.listing(conn):
-                    secret = f"password set {changed:%Y-%m-%d %H:%M}" if has_password else "none"
-                    print(f"{station}\tregistered {registered:%Y-%m-%d %H:%M}\t{secret}")
-            elif args.action == "import":
-                _import_stations(conn, args.file, args.no_password)
-            elif args.action == "remove":
-                station_credentials.remove(conn, args.station_id)
-                print(f"removed {args.station_id!r}")
-            else:
-                _set_station_password(conn, args)
+            changes = _change_stations(conn, args)
         except station_credentials.CredentialsError as error:
             print(f"csms station: {error}", file=sys.stderr)
             return 2
+    try:
+        _record_changes(url, changes)
+    except Exception as error:
+        print(
+            f"csms station: the change is made, but its record in the history could not be "
+            f"stored ({error})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
-def _import_stations(conn: psycopg.Connection[Any], file: TextIO, no_password: bool) -> None:
+def _change_stations(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[Change]:
+    if args.action == "list":
+        for station, has_password, registered, changed in station_credentials.listing(conn):
+            secret = f"password set {changed:%Y-%m-%d %H:%M}" if has_password else "none"
+            print(f"{station}\tregistered {registered:%Y-%m-%d %H:%M}\t{secret}")
+        return []
+    if args.action == "import":
+        return _import_stations(conn, args.file, args.no_password)
+    if args.action == "remove":
+        station_credentials.remove(conn, args.station_id)
+        print(f"removed {args.station_id!r}")
+        return [(args.station_id, CredentialsChange.REMOVED)]
+    return [(args.station_id, _set_station_password(conn, args))]
+
+
+def _record_changes(url: str, changes: list[Change]) -> None:
+    """Stores each change as an event of its station: what changed, by whom, when."""
+    if not changes:
+        return
+    app = open_store(url)
+    try:
+        by, at = f"cli:{_user()}", datetime.now(UTC)
+        for first in range(0, len(changes), RECORDED_AT_ONCE):
+            recorded = app.execute_batch(
+                [
+                    RecordCredentialsChange(station_id, change, by, at)
+                    for station_id, change in changes[first : first + RECORDED_AT_ONCE]
+                ]
+            )
+            if failed := [outcome for outcome in recorded if isinstance(outcome, Exception)]:
+                raise failed[0]
+    finally:
+        app.close()
+
+
+def _user() -> str:
+    """Who runs this command, as the system knows them."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name, as in some containers
+        return "unknown"
+
+
+def _import_stations(
+    conn: psycopg.Connection[Any], file: TextIO, no_password: bool
+) -> list[Change]:
     stations: list[tuple[str, str | None]] = []
     generated: list[tuple[str, str]] = []
     for number, row in enumerate(csv.reader(file), start=1):
@@ -550,9 +601,18 @@ def _import_stations(conn: psycopg.Connection[Any], file: TextIO, no_password: b
         "(printed, shown once)",
         file=sys.stderr,
     )
+    return [(station_id, _registered(password)) for station_id, password in stations]
 
 
-def _set_station_password(conn: psycopg.Connection[Any], args: argparse.Namespace) -> None:
+def _registered(password: str | None) -> CredentialsChange:
+    if password is None:
+        return CredentialsChange.REGISTERED_WITHOUT_PASSWORD
+    return CredentialsChange.REGISTERED
+
+
+def _set_station_password(
+    conn: psycopg.Connection[Any], args: argparse.Namespace
+) -> CredentialsChange:
     generated = not (args.password_stdin or args.no_password)
     password: str | None = None
     if args.password_stdin:
@@ -561,10 +621,15 @@ def _set_station_password(conn: psycopg.Connection[Any], args: argparse.Namespac
         password = station_credentials.generate_password()
     if args.action == "add":
         station_credentials.register(conn, args.station_id, password)
-        done = f"registered {args.station_id!r}"
+        done, change = f"registered {args.station_id!r}", _registered(password)
     else:
         station_credentials.set_password(conn, args.station_id, password)
         done = f"changed the password of {args.station_id!r}"
+        change = (
+            CredentialsChange.PASSWORD_REMOVED
+            if password is None
+            else CredentialsChange.PASSWORD_CHANGED
+        )
     if password is None:
         print(f"{done}, without a password: it connects by its identity alone")
     elif generated:
@@ -572,6 +637,7 @@ def _set_station_password(conn: psycopg.Connection[Any], args: argparse.Namespac
         print(password)
     else:
         print(f"{done}, with the password given")
+    return change
 
 
 def main(argv: Sequence[str] | None = None) -> int:

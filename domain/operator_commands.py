@@ -10,6 +10,7 @@ from uuid import UUID
 from domain.id_tokens import IdToken
 from domain.ids import id_token_uuid
 from domain.remote import CommandState, Operation, RemoteCommand
+from domain.station import ChargingStation, CredentialsChange
 from domain.tariffs import Prices, Tariff
 from domain.unit_of_work import UnitOfWork
 
@@ -154,6 +155,25 @@ class ChangeIdToken:
             raise OperatorError(f"id token {self.id_token!r} is not registered")
         token.trigger_event(self.change, by=self.by, timestamp=self.at, **self.fields)
         return token
+
+
+@dataclass(frozen=True)
+class RecordCredentialsChange:
+    """Records that a station's registration or password changed (registering the station if
+    it never connected)."""
+
+    station_id: str
+    change: CredentialsChange
+    by: str
+    at: datetime
+
+    def execute(self, uow: UnitOfWork) -> None:
+        uow.station(self.station_id).trigger_event(
+            ChargingStation.CredentialsChanged,
+            change=self.change.value,
+            by=self.by,
+            timestamp=self.at,
+        )
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
 from domain.ids import station_uuid
+
+
+class CredentialsChange(StrEnum):
+    REGISTERED = "registered, with a password"
+    REGISTERED_WITHOUT_PASSWORD = "registered, without a password"
+    PASSWORD_CHANGED = "password changed"
+    PASSWORD_REMOVED = "password removed"
+    REMOVED = "registration removed"
 
 
 @dataclass
@@ -131,6 +140,13 @@ class ChargingStation(Aggregate):
         event_type: str
         tech_info: str | None
         station_time: datetime | None
+
+    class CredentialsChanged(Aggregate.Event):
+        """Its registration or its password changed, and who changed it. The password itself
+        is kept elsewhere, hashed: a secret in the history could never be deleted."""
+
+        change: str  # a CredentialsChange
+        by: str
 
     class DataTransferReceived(Aggregate.Event):
         vendor_id: str

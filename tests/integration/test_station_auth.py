@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from websockets.exceptions import InvalidStatus
 from adapters import station_credentials
 from adapters.station_credentials import NOTIFIED_ONE_BY_ONE, generate_password
 from bench.sim import Station, Tally
-from tests.support import ServerProcess, eventually, station16
+from tests.support import ServerProcess, eventually, graphql, station16, stored_events
 
 
 def run_station_cli(
@@ -97,6 +98,12 @@ async def test_a_new_password_replaces_the_old_at_once(shared_server: ServerProc
         assert connected.close_code == 1008
 
     assert (await refusal(url_with(server, "CP-NEW-PW", "CP-NEW-PW", old))).status_code == 401
+
+    assert server.database_url is not None
+    facts = await stored_events(server.database_url, "CP-NEW-PW", "CredentialsChanged")
+    assert [fact["change"] for fact in facts] == ["registered, with a password", "password changed"]
+    assert all(fact["by"].startswith("cli:") for fact in facts)
+    assert old not in json.dumps(facts) and new not in json.dumps(facts)  # no secret kept there
     new_url = url_with(server, "CP-NEW-PW", "CP-NEW-PW", new)
     assert await boots(server, "CP-NEW-PW", new_url) == "Accepted"
 
@@ -132,6 +139,17 @@ async def test_unknown_stations_may_be_refused(closed_server: ServerProcess) -> 
 
     station_cli(server, "remove", "CP-KNOWN")
     assert (await refusal(server.ocpp_url("CP-KNOWN"))).status_code == 404
+
+    # An operator sees the station, and an auditor who registered and removed it, and when.
+    query = """{ station(id: "CP-KNOWN") { id }
+        history(stationId: "CP-KNOWN", types: ["CredentialsChanged"]) { events { data } } }"""
+    shown = await eventually(
+        lambda: graphql(server, query, "auditor"),
+        lambda data: len(data["history"]["events"]) == 2,
+    )
+    assert shown["station"] == {"id": "CP-KNOWN"}
+    changes = [event["data"]["change"] for event in shown["history"]["events"]]
+    assert changes == ["registered, without a password", "registration removed"]
     assert "as unknown station (the last: 'CP-STRANGER')" in server.log()
 
 
