@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ def serve(settings: Settings) -> int:
     """Serves until Ctrl-C or SIGTERM; returns the exit code (1: a process did not stop cleanly)."""
     _ensure_free(settings.host, settings.ocpp_port)
     _ensure_free(settings.http_host, settings.http_port)
-    _check_tls(settings)
+    _tls(settings)  # fails before anything starts if the files cannot be used
     database_url = settings.database_url or start_embedded(settings.data_dir)
     if settings.workers > 1:
         return workers.supervise(settings.workers, _work, (settings, database_url))
@@ -159,12 +160,13 @@ def serve(settings: Settings) -> int:
     return 0
 
 
-def _check_tls(settings: Settings) -> None:
-    """Fails before anything starts if the TLS files cannot be used."""
+def _tls(settings: Settings) -> ssl.SSLContext | None:
+    """The OCPP endpoint's TLS, if asked for; TlsError if its files cannot be used."""
     if settings.tls_cert is not None:
-        server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-    elif settings.tls_key is not None or settings.tls_client_ca is not None:
+        return server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    if settings.tls_key is not None or settings.tls_client_ca is not None:
         raise TlsError("--tls-key and --tls-client-ca need --tls-cert, the server's certificate")
+    return None
 
 
 def _work(settings: Settings, database_url: str, index: int) -> None:
@@ -257,9 +259,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         settings.host,
         settings.ocpp_port,
         share_port=settings.workers > 1,
-        tls=server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
-        if settings.tls_cert
-        else None,
+        tls=_tls(settings),
     )
     http = _Uvicorn(
         uvicorn.Config(
