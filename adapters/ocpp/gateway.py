@@ -204,6 +204,12 @@ class OcppGateway:
         if retry_after is not None:
             self._refusals.note(station_id, BUSY)
             return _come_back(connection, retry_after, "The server is busy")
+        return self._refuse_unauthenticated(connection, request, station_id)
+
+    def _refuse_unauthenticated(
+        self, connection: ServerConnection, request: Request, station_id: str
+    ) -> Response | None:
+        """The refusal of a station that is not who it says, or is unknown; else None."""
         certified = common_name(connection.transport.get_extra_info("peercert"))
         if certified is not None and certified != station_id:
             self._refusals.note(station_id, f"a certificate of {certified!r}")
