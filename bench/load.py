@@ -63,6 +63,7 @@ class Plan:
     timeout: float
     prefix: str
     password: str | None = None
+    ca: str | None = None
 
     def station_ids(self, shard: int) -> list[tuple[int, str, str]]:
         """(index, id, protocol) of the stations one process drives."""
@@ -109,7 +110,7 @@ def _exit_if_orphaned(parent: int) -> None:
 async def _drive(plan: Plan, shard: int, started: float, reports: Any, parent: int) -> None:
     tally = Tally()
     stations = [
-        Station(plan.url, station_id, protocol, tally, plan.timeout, plan.password)
+        Station(plan.url, station_id, protocol, tally, plan.timeout, plan.password, plan.ca)
         for _, station_id, protocol in plan.station_ids(shard)
     ]
     scenario = steady if plan.scenario == "steady" else storm
@@ -363,6 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         timeout=args.timeout,
         prefix=args.prefix or f"B{int(time.time()) % 1000000:06d}",
         password=args.password,
+        ca=args.ca,
     )
     probe = readside.LagProbe(args.graphql, args.token) if args.graphql else None
     if probe is not None:
@@ -403,6 +405,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat", type=float, default=60, help="storm: heartbeat interval")
     p.add_argument("--timeout", type=float, default=30, help="seconds to wait for an answer")
     p.add_argument("--prefix", help="station id prefix (default: one per run)")
+    p.add_argument(
+        "--ca", help="wss://: PEM CA certificates to trust the server's by (default: the system's)"
+    )
     p.add_argument(
         "--password",
         help="every station's HTTP Basic password (its identity is the user name), for a CSMS "

@@ -91,8 +91,10 @@ class Station:
         tally: Tally,
         timeout: float,
         password: str | None = None,
+        cafile: str | None = None,
     ):
         self.url = station_url(url, station_id, password)
+        self.cafile = cafile
         self.station_id = station_id
         self.protocol = protocol
         self.tally = tally
@@ -137,7 +139,7 @@ class Station:
             try:
                 # No pings of our own: heartbeats keep the line alive, as on a real station.
                 async with asyncio.timeout(self.timeout):
-                    self.line = await open_line(self.url, self.protocol)
+                    self.line = await open_line(self.url, self.protocol, cafile=self.cafile)
             except InvalidStatus as refused:
                 retry_after = refused.response.headers.get("Retry-After", "")
                 if refused.response.status_code != 503 or not retry_after.isdigit():

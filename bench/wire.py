@@ -146,12 +146,15 @@ class Line(asyncio.Protocol):
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
-    """One TLS context for every wss:// line: making one loads the CA certificates."""
-    return ssl.create_default_context()
+def _tls(cafile: str | None = None) -> ssl.SSLContext:
+    """One TLS context for every wss:// line: making one loads the CA certificates (the
+    system's, or those of `cafile`)."""
+    return ssl.create_default_context(cafile=cafile)
 
 
-async def open_line(url: str, subprotocol: str, max_size: int = 1 << 20) -> Line:
+async def open_line(
+    url: str, subprotocol: str, max_size: int = 1 << 20, cafile: str | None = None
+) -> Line:
     """A line whose handshake succeeded; the handshake's error (InvalidStatus...) otherwise."""
     uri = parse_uri(url)
     loop = asyncio.get_running_loop()
@@ -161,7 +164,7 @@ async def open_line(url: str, subprotocol: str, max_size: int = 1 << 20) -> Line
             lambda: Line(uri, subprotocol, max_size),
             uri.host,
             uri.port,
-            ssl=_tls() if uri.secure else None,
+            ssl=_tls(cafile) if uri.secure else None,
         )
         await line.opened()
     except BaseException:

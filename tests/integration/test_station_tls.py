@@ -4,6 +4,7 @@ client certificate of the station's own (security profile 3)."""
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from adapters.tls import TlsError, server_context
+from bench.sim import Station, Tally
 from tests.integration.test_station_auth import station_cli
 from tests.support import ServerProcess
 
@@ -58,10 +60,18 @@ async def test_profile_2_a_password_over_tls(
     database_url: str,
     start_server: Callable[..., ServerProcess],
 ) -> None:
-    chain, _ = server_files(ca, tmp_path)
+    chain, authority = server_files(ca, tmp_path)
     server = start_server(database_url, "--tls-cert", str(chain))
     password = station_cli(server, "add", "CP-TLS-2").splitlines()[-1]
     tls = client_tls(ca, tmp_path)
+
+    # The load generator's station, as `bench.load --password ... --ca ...` runs it.
+    tally = Tally()
+    url = f"wss://127.0.0.1:{server.ocpp_port}"
+    station = Station(url, "CP-TLS-2", "ocpp2.0.1", tally, 10, password, str(authority))
+    assert await station.connect(time.time() + 10) and await station.boot(time.time() + 10)
+    await station.close()
+    assert not tally.errors, tally.errors
 
     assert (await heartbeat(wss(server, "CP-TLS-2", password), tls)).startswith('[3,"h1",')
     with pytest.raises(InvalidStatus) as refused:
