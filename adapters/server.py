@@ -43,7 +43,7 @@ from adapters.projection_host import ProjectionHost
 from adapters.projection_runner import open_view
 from adapters.routing import CommandRouter
 from adapters.station_credentials import StationCredentials
-from adapters.tls import TlsError, server_context
+from adapters.tls import TlsError, lean_read_buffers, server_context
 from adapters.writer import CommandWriter
 from api.app import create_app
 from domain.service import CSMS
@@ -163,6 +163,7 @@ def serve(settings: Settings) -> int:
 def _tls(settings: Settings) -> ssl.SSLContext | None:
     """The OCPP endpoint's TLS, if asked for; TlsError if its files cannot be used."""
     if settings.tls_cert is not None:
+        lean_read_buffers()
         return server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
     if settings.tls_key is not None or settings.tls_client_ca is not None:
         raise TlsError("--tls-key and --tls-client-ca need --tls-cert, the server's certificate")
@@ -274,11 +275,19 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, lambda: setattr(http, "should_exit", True))
     log.info(
-        "CSMS ready: stations connect to ws://%s:%d/<station-id>, GraphQL at http://%s:%d/graphql",
+        "CSMS ready: stations connect to %s://%s:%d/<station-id>, GraphQL at http://%s:%d/graphql",
+        "wss" if settings.tls_cert else "ws",
         settings.host,
         settings.ocpp_port,
         settings.http_host,
         settings.http_port,
+    )
+    log.info(
+        "stations: %s; %s",
+        "unregistered ones connect, registered ones with their password (--unknown-stations)"
+        if settings.unknown_stations == "accept"
+        else "registered ones only (csms station add)",
+        "over TLS" if settings.tls_cert else "passwords travel unencrypted (--tls-cert)",
     )
 
     async def shut_down() -> None:

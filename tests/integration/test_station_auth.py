@@ -79,6 +79,8 @@ async def test_a_registered_station_must_give_its_password(shared_server: Server
     assert await boots(server, "CP-NOT-REGISTERED") == "Accepted"
 
     log = server.log()
+    assert "stations: unregistered ones connect, registered ones with their password" in log
+    assert "passwords travel unencrypted (--tls-cert)" in log
     assert "as no password given (the last: 'CP-PW')" in log
     assert password not in log
 
@@ -151,6 +153,7 @@ async def test_unknown_stations_may_be_refused(closed_server: ServerProcess) -> 
     changes = [event["data"]["change"] for event in shown["history"]["events"]]
     assert changes == ["registered, without a password", "registration removed"]
     assert "as unknown station (the last: 'CP-STRANGER')" in server.log()
+    assert "stations: registered ones only" in server.log()
 
 
 async def test_a_fleet_imported_at_once_connects_with_its_passwords(

@@ -3,6 +3,7 @@ client certificate of the station's own (security profile 3)."""
 
 from __future__ import annotations
 
+import json
 import ssl
 import time
 from collections.abc import Callable
@@ -74,6 +75,15 @@ async def test_profile_2_a_password_over_tls(
     assert not tally.errors, tally.errors
 
     assert (await heartbeat(wss(server, "CP-TLS-2", password), tls)).startswith('[3,"h1",')
+    # A frame over the server's TLS read buffer (16 KiB) takes several reads, and arrives whole.
+    vendor_data = json.dumps([2, "d1", "DataTransfer", {"vendorId": "V", "data": "x" * 60_000}])
+    async with websockets.connect(
+        wss(server, "CP-TLS-2", password),
+        ssl=tls,
+        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+    ) as ws:
+        await ws.send(vendor_data)
+        assert json.loads(await ws.recv())[:2] == [3, "d1"]
     with pytest.raises(InvalidStatus) as refused:
         await heartbeat(wss(server, "CP-TLS-2"), tls)
     assert refused.value.response.status_code == 401
@@ -101,6 +111,7 @@ async def test_profile_3_the_station_s_own_certificate(
     with pytest.raises((ssl.SSLError, ConnectionError, websockets.exceptions.InvalidMessage)):
         await heartbeat(wss(server, "CP-TLS-3"), client_tls(ca, tmp_path))  # no certificate
     assert "as a certificate of 'CP-SOMEONE-ELSE'" in server.log()
+    assert "stations connect to wss://" in server.log() and "; over TLS" in server.log()
 
 
 def test_unusable_tls_files_are_named_before_the_server_starts(
