@@ -9,17 +9,27 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.application import AggregateNotFoundError
 from psycopg_pool import AsyncConnectionPool
 
-from adapters import api_tokens, frames
+from adapters import api_tokens, frames, station_credentials
 from adapters.files import FileStore, StoredFile
 from adapters.notifications import Notifications
+from adapters.ocpp.gateway import IDENTITY
 from adapters.ocpp.translator import Submit
 from adapters.routing import SETTLED, CommandRouter
 from domain.commands import RecordStationReport
 from domain.remote import Operation, RemoteCommand
-from domain.station import ChargingStation
+from domain.station import ChargingStation, CredentialsChange
+
+
+def _change_credentials(
+    database_url: str, station_id: str, change: CredentialsChange, password: str | None
+) -> None:
+    # A rare change, through the same functions as `csms station`: a connection of its own.
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        station_credentials.apply(conn, station_id, change, password)
 
 
 class ServerBackend:
@@ -34,8 +44,10 @@ class ServerBackend:
         public_url: str,
         max_upload_bytes: int,
         station_channel: str,
+        database_url: str,
     ) -> None:
         self._pool = pool
+        self._database_url = database_url
         self._submit = submit
         self._router = router
         self._notifications = notifications
@@ -48,6 +60,20 @@ class ServerBackend:
 
     async def authenticate(self, secret: str) -> tuple[str, str] | None:
         return await api_tokens.authenticate(self._pool, secret)
+
+    async def change_credentials(
+        self, station_id: str, change: CredentialsChange, password: str | None, generate: bool
+    ) -> str | None:
+        if not IDENTITY.match(station_id):
+            raise ValueError(f"{station_id!r} is not a station identity")
+        if generate:
+            password = station_credentials.generate_password()
+        url = self._database_url
+        try:
+            await asyncio.to_thread(_change_credentials, url, station_id, change, password)
+        except station_credentials.CredentialsError as error:
+            raise ValueError(str(error)) from None
+        return password if generate else None
 
     async def remote(
         self,

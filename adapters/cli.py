@@ -541,7 +541,7 @@ def _change_stations(conn: psycopg.Connection[Any], args: argparse.Namespace) ->
     if args.action == "import":
         return _import_stations(conn, args.file, args.no_password)
     if args.action == "remove":
-        station_credentials.remove(conn, args.station_id)
+        station_credentials.apply(conn, args.station_id, CredentialsChange.REMOVED, None)
         print(f"removed {args.station_id!r}")
         return [(args.station_id, CredentialsChange.REMOVED)]
     return [(args.station_id, _set_station_password(conn, args))]
@@ -601,13 +601,10 @@ def _import_stations(
         "(printed, shown once)",
         file=sys.stderr,
     )
-    return [(station_id, _registered(password)) for station_id, password in stations]
-
-
-def _registered(password: str | None) -> CredentialsChange:
-    if password is None:
-        return CredentialsChange.REGISTERED_WITHOUT_PASSWORD
-    return CredentialsChange.REGISTERED
+    return [
+        (station_id, CredentialsChange.of(True, password is not None))
+        for station_id, password in stations
+    ]
 
 
 def _set_station_password(
@@ -619,17 +616,12 @@ def _set_station_password(
         password = sys.stdin.readline().rstrip("\r\n")
     elif generated:
         password = station_credentials.generate_password()
+    change = CredentialsChange.of(args.action == "add", password is not None)
+    station_credentials.apply(conn, args.station_id, change, password)
     if args.action == "add":
-        station_credentials.register(conn, args.station_id, password)
-        done, change = f"registered {args.station_id!r}", _registered(password)
+        done = f"registered {args.station_id!r}"
     else:
-        station_credentials.set_password(conn, args.station_id, password)
         done = f"changed the password of {args.station_id!r}"
-        change = (
-            CredentialsChange.PASSWORD_REMOVED
-            if password is None
-            else CredentialsChange.PASSWORD_CHANGED
-        )
     if password is None:
         print(f"{done}, without a password: it connects by its identity alone")
     elif generated:

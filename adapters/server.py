@@ -254,6 +254,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         settings.public_url or f"http://{settings.http_host}:{settings.http_port}",
         settings.max_upload_bytes,
         CHANGED_CHANNEL,
+        database_url,
     )
     tune_garbage_collection()
     ocpp_server = await gateway.start(

@@ -27,6 +27,8 @@ from psycopg_pool import AsyncConnectionPool
 from websockets.exceptions import InvalidHeader
 from websockets.headers import parse_authorization_basic
 
+from domain.station import CredentialsChange
+
 log = logging.getLogger(__name__)
 
 TABLE_SQL = """
@@ -184,6 +186,18 @@ def _salted(password: str | None) -> tuple[bytes | None, bytes | None]:
         raise CredentialsError(PASSWORD_RULE)
     salt = secrets.token_bytes(16)
     return salt, _digest(salt, password)
+
+
+def apply(
+    conn: psycopg.Connection[Any], station_id: str, change: CredentialsChange, password: str | None
+) -> None:
+    """Registers the station, changes its password or forgets it, as `change` says."""
+    if change is CredentialsChange.REMOVED:
+        remove(conn, station_id)
+    elif change in (CredentialsChange.REGISTERED, CredentialsChange.REGISTERED_WITHOUT_PASSWORD):
+        register(conn, station_id, password)
+    else:
+        set_password(conn, station_id, password)
 
 
 def register(conn: psycopg.Connection[Any], station_id: str, password: str | None) -> None:

@@ -26,12 +26,13 @@ from api.auth import principal_from
 from api.operations import Mutation, Subscription, TariffMutation
 from api.ports import Backend, Role
 from api.schema import Query
+from api.stations import StationMutation
 
 log = logging.getLogger(__name__)
 
 schema = strawberry.Schema(
     query=merge_types("Query", (Query, AuditQuery)),
-    mutation=merge_types("Mutation", (Mutation, TariffMutation)),
+    mutation=merge_types("Mutation", (Mutation, TariffMutation, StationMutation)),
     subscription=Subscription,
 )
 

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from strawberry.types import Info
 
 from domain.remote import Operation, RemoteCommand
+from domain.station import CredentialsChange
 
 
 class Role(StrEnum):
@@ -65,6 +66,14 @@ class Backend(Protocol):
         ...
 
     async def read_command(self, command_id: UUID) -> RemoteCommand | None: ...
+
+    async def change_credentials(
+        self, station_id: str, change: CredentialsChange, password: str | None, generate: bool
+    ) -> str | None:
+        """Registers a station, sets its password or forgets it, as `change` says, with
+        `password`, or one generated if `generate` (returned, to be shown once). Raises
+        ValueError, saying why, if it cannot (a station registered already, ...)."""
+        ...
 
     def station_changes(self) -> AbstractAsyncContextManager[asyncio.Queue[str]]:
         """Uuids of stations whose live status changed, while the context lasts."""

@@ -20,6 +20,17 @@ class CredentialsChange(StrEnum):
     PASSWORD_REMOVED = "password removed"
     REMOVED = "registration removed"
 
+    @staticmethod
+    def of(registering: bool, with_password: bool) -> CredentialsChange:
+        """What registering a station, or setting its password, changes."""
+        if registering:
+            if with_password:
+                return CredentialsChange.REGISTERED
+            return CredentialsChange.REGISTERED_WITHOUT_PASSWORD
+        if with_password:
+            return CredentialsChange.PASSWORD_CHANGED
+        return CredentialsChange.PASSWORD_REMOVED
+
 
 @dataclass
 class ConnectorState:

@@ -20,7 +20,14 @@ from websockets.exceptions import InvalidStatus
 from adapters import station_credentials
 from adapters.station_credentials import NOTIFIED_ONE_BY_ONE, generate_password
 from bench.sim import Station, Tally
-from tests.support import ServerProcess, eventually, graphql, station16, stored_events
+from tests.support import (
+    ServerProcess,
+    eventually,
+    graphql,
+    graphql_response,
+    station16,
+    stored_events,
+)
 
 
 def run_station_cli(
@@ -213,3 +220,52 @@ async def test_a_change_made_while_a_node_was_not_listening_still_counts(
 
     assert await eventually(status, lambda code: code == 401, within=10) == 401
     assert "notification listener lost its connection" in shared_server.log()
+
+
+REGISTER = """mutation($id: String!, $password: String, $without: Boolean! = false) {
+    registerStation(stationId: $id, password: $password, withoutPassword: $without) {
+        stationId change generatedPassword } }"""
+
+
+async def test_operators_register_stations_through_graphql(closed_server: ServerProcess) -> None:
+    server = closed_server
+    registered = await graphql(server, REGISTER, "operator", id="CP-GQL")
+    answer = registered["registerStation"]
+    assert answer["change"] == "registered, with a password"
+    password = answer["generatedPassword"]
+    assert await boots(server, "CP-GQL", url_with(server, "CP-GQL", "CP-GQL", password)) == (
+        "Accepted"
+    )
+
+    again = await graphql_response(server, REGISTER, server.token("operator"), id="CP-GQL")
+    assert "registered already: 'CP-GQL'" in again["errors"][0]["message"]
+    short = await graphql_response(
+        server, REGISTER, server.token("operator"), id="CP-GQL-2", password="short"
+    )
+    assert "16 to 40 printable ASCII characters" in short["errors"][0]["message"]
+    auditor = await graphql_response(server, REGISTER, server.token("auditor"), id="CP-GQL-3")
+    assert "may not do this" in auditor["errors"][0]["message"]
+
+    changed = await graphql(
+        server,
+        """mutation { setStationPassword(stationId: "CP-GQL", withoutPassword: true) {
+            change generatedPassword } }""",
+        "operator",
+    )
+    assert changed["setStationPassword"] == {
+        "change": "password removed",
+        "generatedPassword": None,
+    }
+    assert await boots(server, "CP-GQL") == "Accepted"  # registered, no password asked
+    await graphql(server, 'mutation { removeStation(stationId: "CP-GQL") { change } }', "operator")
+    assert (await refusal(server.ocpp_url("CP-GQL"))).status_code == 404
+
+    assert server.database_url is not None
+    facts = await stored_events(server.database_url, "CP-GQL", "CredentialsChanged")
+    assert [fact["change"] for fact in facts] == [
+        "registered, with a password",
+        "password removed",
+        "registration removed",
+    ]
+    [by] = {fact["by"] for fact in facts}
+    assert by.startswith("operator:operator-")  # the operator's token, by its generated name
