@@ -16,7 +16,6 @@ from psycopg_pool import AsyncConnectionPool
 from adapters import api_tokens, frames, station_credentials
 from adapters.files import FileStore, StoredFile
 from adapters.notifications import Notifications
-from adapters.ocpp.gateway import IDENTITY
 from adapters.ocpp.translator import Submit
 from adapters.routing import SETTLED, CommandRouter
 from domain.commands import RecordStationReport
@@ -64,8 +63,6 @@ class ServerBackend:
     async def change_credentials(
         self, station_id: str, change: CredentialsChange, password: str | None, generate: bool
     ) -> str | None:
-        if not IDENTITY.match(station_id):
-            raise ValueError(f"{station_id!r} is not a station identity")
         if generate:
             password = station_credentials.generate_password()
         url = self._database_url

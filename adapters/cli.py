@@ -19,7 +19,6 @@ import psycopg
 from adapters import api_tokens, audit, export, replay, station_credentials
 from adapters import projection_admin as admin
 from adapters.collection import tune_garbage_collection
-from adapters.ocpp.gateway import IDENTITY
 from adapters.parallel_rebuild import RebuildFailed
 from adapters.postgres import eventsourcing_env, open_store, start_embedded
 from adapters.projection_host import lock_key
@@ -509,17 +508,15 @@ Change = tuple[str, CredentialsChange]  # a station, and what changed of its cre
 
 
 def _stations(args: argparse.Namespace) -> int:
-    station_id: str | None = getattr(args, "station_id", None)
-    if station_id is not None and not IDENTITY.match(station_id):
-        print(f"csms station: {station_id!r} is not a station identity", file=sys.stderr)
-        return 2
-    url = args.database_url or start_embedded(args.data_dir)
-    with psycopg.connect(url, autocommit=True) as conn:
-        try:
+    try:
+        if (station_id := getattr(args, "station_id", None)) is not None:
+            station_credentials.check_identity(station_id)  # before any database starts
+        url = args.database_url or start_embedded(args.data_dir)
+        with psycopg.connect(url, autocommit=True) as conn:
             changes = _change_stations(conn, args)
-        except station_credentials.CredentialsError as error:
-            print(f"csms station: {error}", file=sys.stderr)
-            return 2
+    except station_credentials.CredentialsError as error:
+        print(f"csms station: {error}", file=sys.stderr)
+        return 2
     try:
         _record_changes(url, changes)
     except Exception as error:
@@ -584,7 +581,11 @@ def _import_stations(
         if not row:
             continue
         station_id, *given = row
-        if not IDENTITY.match(station_id) or len(given) > 1 or (no_password and given):
+        if (
+            not station_credentials.IDENTITY.match(station_id)
+            or len(given) > 1
+            or (no_password and given)
+        ):
             raise station_credentials.CredentialsError(
                 f"line {number}: expected `STATION_ID`{'' if no_password else '[,PASSWORD]'}, "
                 f"a station identity of 1-48 printable characters, no `:`"

@@ -45,6 +45,9 @@ CHANGED_CHANNEL = "csms_station_credentials"
 EVERY_STATION = ":all"  # a notification that any station may have changed (':' is no identity's)
 NOTIFIED_ONE_BY_ONE = 100  # more changes at once are notified as EVERY_STATION
 
+# OCPP: the identity is at most 48 printable characters; ':' would break basic auth.
+IDENTITY = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,48}$")
+
 # OCPP 2.0.1's BasicAuthPassword: 16 to 40 characters; printable ASCII, as an HTTP header takes.
 PASSWORD = re.compile(r"^[\x20-\x7e]{16,40}$")
 PASSWORD_RULE = "a password is 16 to 40 printable ASCII characters"
@@ -65,8 +68,9 @@ class Credentials:
     digest: bytes | None
 
     def accepts(self, password: str) -> bool:
+        """Whether this is the station's password (False if it has none)."""
         if self.salt is None or self.digest is None:
-            return True
+            return False
         return hmac.compare_digest(_digest(self.salt, password), self.digest)
 
 
@@ -174,6 +178,11 @@ class CredentialsError(Exception):
     pass
 
 
+def check_identity(station_id: str) -> None:
+    if not IDENTITY.match(station_id):
+        raise CredentialsError(f"{station_id!r} is not a station identity")
+
+
 def generate_password() -> str:
     """32 URL-safe characters (192 random bits)."""
     return secrets.token_urlsafe(24)
@@ -192,6 +201,7 @@ def apply(
     conn: psycopg.Connection[Any], station_id: str, change: CredentialsChange, password: str | None
 ) -> None:
     """Registers the station, changes its password or forgets it, as `change` says."""
+    check_identity(station_id)
     if change is CredentialsChange.REMOVED:
         remove(conn, station_id)
     elif change in (CredentialsChange.REGISTERED, CredentialsChange.REGISTERED_WITHOUT_PASSWORD):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import ssl
 import time
 import uuid
@@ -31,14 +30,12 @@ from adapters.ocpp import rpc
 from adapters.ocpp.rpc import Call, CallError, CallResult, CallResultError, Fault, RpcError
 from adapters.ocpp.times import now
 from adapters.ocpp.translator import Inbound, Submit, Translator
-from adapters.station_credentials import Verdict
+from adapters.station_credentials import IDENTITY, Verdict
 from adapters.tls import common_name
 from domain import commands as cmd
 
 log = logging.getLogger(__name__)
 
-# OCPP: the identity is at most 48 printable characters; ':' would break basic auth.
-IDENTITY = re.compile(r"^[\x21-\x39\x3b-\x7e]{1,48}$")
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_REPLACED = 4000
 CLOSE_POLICY_VIOLATION = 1008
