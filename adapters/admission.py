@@ -14,6 +14,8 @@ import asyncio
 import random
 from collections.abc import Callable
 
+from adapters import metrics
+
 # Seconds a station is told to wait before booting again, or None to accept it now.
 Admission = Callable[[], int | None]
 
@@ -71,3 +73,4 @@ class LoopLag:
             await asyncio.sleep(self.TICK)
             late = max(0.0, loop.time() - before - self.TICK)
             self.seconds = max(late, self.seconds * 0.9)
+            metrics.LOOP_LAG.set(self.seconds)

@@ -22,7 +22,7 @@ import uvicorn
 from eventsourcing.projection import Projection
 from psycopg_pool import AsyncConnectionPool
 
-from adapters import routing, station_credentials, workers
+from adapters import metrics, routing, station_credentials, workers
 from adapters.admission import LoopLag, by_backlog, by_loop_lag
 from adapters.backend import ServerBackend
 from adapters.collection import tune_garbage_collection
@@ -155,7 +155,10 @@ def serve(settings: Settings) -> int:
     _tls(settings)  # fails before anything starts if the files cannot be used
     database_url = settings.database_url or start_embedded(settings.data_dir)
     if settings.workers > 1:
-        return workers.supervise(settings.workers, _work, (settings, database_url))
+        with metrics.shared_by_workers():
+            return workers.supervise(
+                settings.workers, _work, (settings, database_url), metrics.worker_gone
+            )
     asyncio.run(_serve(settings, database_url))
     return 0
 
@@ -255,6 +258,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         settings.max_upload_bytes,
         CHANGED_CHANNEL,
         database_url,
+        [projection for projection, _ in PROJECTIONS],
     )
     tune_garbage_collection()
     ocpp_server = await gateway.start(

@@ -24,10 +24,16 @@ STEADY_SECONDS = 30.0  # a worker that lived this long had started well
 MAX_BACKOFF = 60.0
 
 
-def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...]) -> int:
+def supervise(
+    count: int,
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    on_exit: Callable[[int], None] = lambda pid: None,
+) -> int:
     """Runs `target(*args, index)` in `count` processes until SIGINT or SIGTERM.
 
-    Returns 0 if every worker then stopped cleanly, else 1.
+    `on_exit(pid)` is told of each worker that died. Returns 0 if every worker then stopped
+    cleanly, else 1.
     """
     context = multiprocessing.get_context("spawn")  # no threads or connections inherited
     stopping = threading.Event()
@@ -52,6 +58,8 @@ def supervise(count: int, target: Callable[..., None], args: tuple[Any, ...]) ->
             if worker.process.is_alive() or time.monotonic() < worker.restart_at:
                 continue
             if worker.restart_at == 0.0:
+                if worker.process.pid is not None:
+                    on_exit(worker.process.pid)
                 worker.restart_at = time.monotonic() + worker.backoff()
                 log.error(
                     "worker %d (pid %s) exited with code %s; starting another in %.0f s",

@@ -19,6 +19,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from adapters import metrics
 from domain.commands import Command
 from domain.service import CSMS
 
@@ -149,11 +150,16 @@ class CommandWriter:
             self.batches += 1
 
     def _commit(self, batch: list[_Pending]) -> None:
+        began = time.perf_counter()
         try:
             outcomes = self._app.execute_batch([p.command for p in batch])
         except Exception as error:  # the store itself failed: every caller learns it
             log.exception("committing a batch of %d commands failed", len(batch))
             outcomes = [error] * len(batch)
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - began)
+        metrics.BATCHES.inc()
+        metrics.COMMANDS.inc(len(batch))
+        metrics.BACKLOG.set(self._queue.qsize())
         # One wake-up per event loop for the whole batch, not one per command.
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         for pending, outcome in zip(batch, outcomes, strict=True):

@@ -1,5 +1,6 @@
 """The ASGI application: GraphQL at /graphql (GraphiQL in a browser, subscriptions over
-WebSocket), station uploads at /uploads/<command>, downloads at /files/<file>, /health.
+WebSocket), station uploads at /uploads/<command>, downloads at /files/<file>, /health, and
+/metrics for Prometheus.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def create_app(pool: AsyncConnectionPool, backend: Backend) -> Starlette:
             await conn.execute("SELECT 1")
         return JSONResponse({"status": "ok"})
 
+    async def metrics(request: Request) -> Response:
+        body, content_type = await backend.metrics()
+        return Response(body, headers={"Content-Type": content_type})
+
     async def upload(request: Request) -> Response:
         """Where a station sends the file a FetchDiagnostics command asked for."""
         try:
@@ -111,6 +116,7 @@ def create_app(pool: AsyncConnectionPool, backend: Backend) -> Starlette:
             Route("/uploads/{command}/{name}", upload, methods=["PUT", "POST"]),
             Route("/files/{file}", download),
             Route("/health", health),
+            Route("/metrics", metrics),
         ]
     )
 

@@ -109,6 +109,10 @@ class Backend(Protocol):
         """A station's journaled OCPP frames, in order, after a cursor, in a time window."""
         ...
 
+    async def metrics(self) -> tuple[bytes, str]:
+        """The server's metrics in Prometheus' text format, and that format's content type."""
+        ...
+
 
 def backend(info: Info) -> Backend:
     found: Backend = info.context["backend"]

@@ -25,6 +25,7 @@ from websockets.headers import build_www_authenticate_basic
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from adapters import metrics
 from adapters.admission import Admission, admit_all
 from adapters.ocpp import rpc
 from adapters.ocpp.rpc import Call, CallError, CallResult, CallResultError, Fault, RpcError
@@ -96,7 +97,9 @@ class RefusalLog:
         self._last: dict[str, str] = {}
         self._logged_at = 0.0
 
-    def note(self, station_id: str, reason: str) -> None:
+    def note(self, station_id: str, reason: str, counted_as: str) -> None:
+        """Notes a refusal; `counted_as` names its kind among a few, for the metrics."""
+        metrics.REFUSED.labels(counted_as).inc()
         self._since[reason] += 1
         self._last[reason] = station_id
         if time.monotonic() - self._logged_at < REFUSALS_LOGGED_EVERY:
@@ -128,7 +131,8 @@ class StationConnection:
     connection_id: str
     websocket: ServerConnection
     translator: Translator
-    calls: asyncio.Queue[Call | None] = field(default_factory=asyncio.Queue)
+    # Requests to answer, in order, each with when its frame was read (time.perf_counter()).
+    calls: asyncio.Queue[tuple[Call, float] | None] = field(default_factory=asyncio.Queue)
     # Our calls to the station, by message id; OCPP-J allows one in flight at a time.
     awaiting: dict[str, asyncio.Future[CallResult | CallError]] = field(default_factory=dict)
     sending: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -155,6 +159,7 @@ class OcppGateway:
         self._admission = admission
         self._authenticate = authenticate
         self._refusals = RefusalLog()
+        self._answer_metrics: dict[str, metrics.AnswerMetrics] = {}  # by OCPP version
         self._closing: set[asyncio.Task[None]] = set()
         self.connections: dict[str, StationConnection] = {}
 
@@ -193,13 +198,14 @@ class OcppGateway:
         station_id = station_identity(request.path)
         if station_id is None:
             log.warning("refused connection to %r: not a valid station identity", request.path)
+            metrics.REFUSED.labels("invalid identity").inc()
             return connection.respond(
                 HTTPStatus.NOT_FOUND,
                 "The URL must end with a station identity of 1-48 printable characters.\n",
             )
         retry_after = self._admission()
         if retry_after is not None:
-            self._refusals.note(station_id, BUSY)
+            self._refusals.note(station_id, BUSY, "busy")
             return _come_back(connection, retry_after, "The server is busy")
         return self._refuse_unauthenticated(connection, request, station_id)
 
@@ -209,7 +215,7 @@ class OcppGateway:
         """The refusal of a station that is not who it says, or is unknown; else None."""
         certified = common_name(connection.transport.get_extra_info("peercert"))
         if certified is not None and certified != station_id:
-            self._refusals.note(station_id, f"a certificate of {certified!r}")
+            self._refusals.note(station_id, f"a certificate of {certified!r}", "certificate")
             return connection.respond(
                 HTTPStatus.FORBIDDEN, "The client certificate is not this station's.\n"
             )
@@ -218,7 +224,7 @@ class OcppGateway:
         )
         if verdict is Verdict.ADMITTED:
             return None
-        self._refusals.note(station_id, verdict.value)
+        self._refusals.note(station_id, verdict.value, verdict.value)
         if verdict is Verdict.UNKNOWN:
             return connection.respond(HTTPStatus.NOT_FOUND, "Unknown charging station.\n")
         response = connection.respond(
@@ -239,6 +245,7 @@ class OcppGateway:
         connection = StationConnection(station_id, uuid.uuid4().hex, websocket, translator)
         worker: asyncio.Task[None] | None = None
         reason = "closed"
+        metrics.CONNECTIONS.inc()
         try:
             await self._register(connection)  # if the store refuses, the handler ends here
             worker = asyncio.create_task(self._answer_calls(connection))
@@ -246,6 +253,7 @@ class OcppGateway:
         except ConnectionClosed as closed:
             reason = f"closed ({closed.rcvd.code if closed.rcvd else 'no close frame'})"
         finally:
+            metrics.CONNECTIONS.dec()
             connection.calls.put_nowait(None)
             for waiting in connection.awaiting.values():
                 if not waiting.done():
@@ -301,7 +309,7 @@ class OcppGateway:
             action = frame.action if isinstance(frame, Call) else None
             self._journal(station_id, "in", text, frame.message_id, action)
             if isinstance(frame, Call):
-                connection.calls.put_nowait(frame)
+                connection.calls.put_nowait((frame, time.perf_counter()))
             elif isinstance(frame, CallResultError):
                 log.warning(
                     "%s: the station refused our answer to %s: %s %s",
@@ -367,17 +375,27 @@ class OcppGateway:
         return connection.translator if connection else None
 
     async def _answer_calls(self, connection: StationConnection) -> None:
-        while (call := await connection.calls.get()) is not None:
-            reply = await self._answer(connection, call)
+        translator = connection.translator
+        counted = self._answer_metrics.setdefault(
+            translator.version, metrics.AnswerMetrics(translator.version)
+        )
+        while (queued := await connection.calls.get()) is not None:
+            call, read_at = queued
+            reply, refused = await self._answer(connection, call)
+            # Any action a station names would make a series of its own: unknown ones share one.
+            action = call.action if call.action in translator.known_actions else "unknown"
             if not call.expects_reply:
-                continue  # a SEND is never answered, not even with an error
+                counted.sent(action)  # a SEND is never answered, not even with an error
+                continue
             self._journal(connection.station_id, "out", reply, call.message_id, call.action)
             try:
                 await connection.websocket.send(reply)
             except ConnectionClosed:
                 return
+            counted.answered(action, refused, time.perf_counter() - read_at)
 
-    async def _answer(self, connection: StationConnection, call: Call) -> str:
+    async def _answer(self, connection: StationConnection, call: Call) -> tuple[str, bool]:
+        """The answer's frame, and whether it is a CallError."""
         version = connection.translator.version
         inbound = Inbound(connection.station_id, call, now())
         try:
@@ -391,10 +409,11 @@ class OcppGateway:
                 error.fault.code(version),
                 error.description,
             )
-            return error.frame(version, call.message_id)
+            return error.frame(version, call.message_id), True
         except Exception:
             log.exception("%s: %s %s failed", connection.station_id, call.action, call.message_id)
-            return rpc.call_error_frame(
+            failed = rpc.call_error_frame(
                 call.message_id, Fault.INTERNAL.code(version), "the CSMS could not record this"
             )
-        return rpc.call_result_frame(call.message_id, payload)
+            return failed, True
+        return rpc.call_result_frame(call.message_id, payload), False

@@ -28,6 +28,7 @@ class Inbound:
 class Translator(Protocol):
     version: str  # "1.6", "2.0.1", "2.1": the `ocpp` package's schema set
     subprotocol: str  # as negotiated on the WebSocket
+    known_actions: frozenset[str]  # every action the version defines, handled here or not
 
     def encode(self, operation: str, arguments: dict[str, Any], number: int) -> OutboundCall:
         """The call that performs a remote operation; raises Unsupported or InvalidRequest."""
