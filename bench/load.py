@@ -39,10 +39,11 @@ from urllib.parse import urlsplit
 
 import websockets
 
-from bench import readside, usage
-from bench.sim import Ran, Station, Tally
+from bench import readside, server_metrics, usage
+from bench.sim import STATE_CHANGING, Ran, Station, Tally
 
 REPORT_SECONDS = 0.5
+SCRAPE_SECONDS = 2.0  # --metrics: how often the server is asked for its figures
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,8 @@ class Totals:
     peak_rss: int = 0
     # CPU time used by then, at the first and the last progress line in the measured window.
     cpu: tuple[usage.Sample, usage.Sample] | None = None
+    # The server's answer histogram (--metrics), at the first and the last scrape in the window.
+    server_answers: tuple[server_metrics.Buckets, server_metrics.Buckets] | None = None
 
     def add(self, shard: int, tally: Tally, in_window: bool) -> None:
         for kind, values in tally.latencies.items():
@@ -227,7 +230,12 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = None) -> Totals:
+def run(
+    plan: Plan,
+    server_pids: list[int],
+    probe: readside.LagProbe | None = None,
+    metrics_url: str | None = None,
+) -> Totals:
     """Runs the load in --processes processes, printing progress each second."""
     context = multiprocessing.get_context("spawn")
     reports = context.Queue()
@@ -248,7 +256,7 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
         window = (started, float("inf"))
     totals = Totals()
     listening: list[int] = []  # found once: reading every process's sockets is not free
-    finished, last_print, last_answered = 0, time.time(), 0
+    finished, last_print, last_answered, last_scrape = 0, time.time(), 0, 0.0
     while finished < plan.processes:
         try:
             shard, tally, done = reports.get(timeout=5)
@@ -271,6 +279,9 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
             if window[0] <= now <= window[1]:
                 taken = usage.sample(answered, server, usage.family([os.getpid()], parents))
                 totals.cpu = (totals.cpu[0] if totals.cpu else taken, taken)
+                if metrics_url and now - last_scrape >= SCRAPE_SECONDS:
+                    metrics_url = _scrape_into(totals, metrics_url)
+                    last_scrape = now
             print(
                 f"  {now - started:6.1f}s  connected {sum(totals.connected.values()):>6}"
                 f"  answered {answered:>9}"
@@ -283,7 +294,20 @@ def run(plan: Plan, server_pids: list[int], probe: readside.LagProbe | None = No
             last_print, last_answered = now, answered
     for worker in workers:
         worker.join()
+    if metrics_url and totals.server_answers:
+        _scrape_into(totals, metrics_url)  # the window's last answers, however short it was
     return totals
+
+
+def _scrape_into(totals: Totals, url: str) -> str | None:
+    """Takes the server's answer histogram; the URL again, or None if it cannot be read."""
+    try:
+        buckets = server_metrics.scrape(url, STATE_CHANGING)
+    except (OSError, ValueError) as error:
+        print(f"  --metrics {url}: {error}; the server's own figures are left out", file=sys.stderr)
+        return None
+    totals.server_answers = (totals.server_answers or (buckets, buckets))[0], buckets
+    return url
 
 
 def verdict(ok: bool) -> str:
@@ -306,6 +330,8 @@ def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
                 f"  p99 {percentile(values, 0.99) * 1000:7.1f} ms"
                 f"  max {max(values) * 1000:7.1f} ms"
             )
+    if totals.server_answers:
+        lines += server_metrics.report(*totals.server_answers)
     timeouts = sum(n for kind, n in totals.errors.items() if kind.startswith("timeout"))
     call_errors = sum(n for kind, n in totals.errors.items() if kind.startswith("CallError"))
     lines.append(f"errors          {sum(totals.errors.values())}")
@@ -370,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     if probe is not None:
         probe.start()
     began = time.time()
-    totals = run(plan, args.server_pid, probe)
+    totals = run(plan, args.server_pid, probe, args.metrics)
     elapsed = time.time() - began
     lines = report(plan, totals, elapsed)
     if probe is not None:
@@ -416,6 +442,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--server-pid", type=int, action="append", default=[], help="count its RSS")
     p.add_argument("--graphql", help="the CSMS's GraphQL URL, to check the transactions")
     p.add_argument("--token", help="an API token that may read transactions")
+    p.add_argument(
+        "--metrics",
+        help="the CSMS's Prometheus metrics URL (csms: http://127.0.0.1:8000/metrics), to print "
+        "its own answer times beside the stations'",
+    )
     return p
 
 

@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bench import readside, usage
+from bench import readside, server_metrics, usage
 from bench.sim import Station, Tally
 from tests.support import ServerProcess
 
@@ -144,6 +144,7 @@ async def test_an_unanswered_call_is_counted_as_a_timeout() -> None:
 def test_the_load_reports_the_cores_a_local_server_used(shared_server: ServerProcess) -> None:
     url = shared_server.ocpp_url("").rstrip("/")
     load = ["--stations", "4", "--ramp", "0.1", "--warmup", "1", "--duration", "4"]
+    load += ["--metrics", shared_server.http_url("/metrics")]
     done = subprocess.run(
         [sys.executable, "-m", "bench.load", "--url", url, *load],
         capture_output=True,
@@ -155,6 +156,19 @@ def test_the_load_reports_the_cores_a_local_server_used(shared_server: ServerPro
     assert found, done.stdout
     assert float(found[1]) > 0 and float(found[2]) > 0, done.stdout
     assert re.search(r"server [\d.]+ cores per 1,000 msg/s answered", done.stdout), done.stdout
+    # And the server's own count of its answer times, from its /metrics, over the same window.
+    own = re.search(r"\n  server +(\d+)  p50 +([\d.]+) ms .* p99 +([\d.]+) ms", done.stdout)
+    assert own and int(own[1]) > 0 and 0 < float(own[2]) <= float(own[3]), done.stdout
+
+
+def test_the_server_s_quantiles_are_interpolated_within_its_buckets() -> None:
+    first = {0.01: 10.0, 0.02: 10.0, float("inf"): 10.0}  # counted before the window
+    last = {0.01: 60.0, 0.02: 110.0, float("inf"): 110.0}  # 50 under 10 ms, 50 under 20 ms
+    assert server_metrics.quantile(first, last, 0.5) == 0.01
+    assert server_metrics.quantile(first, last, 0.99) == pytest.approx(0.0198)
+    beyond = {0.01: 60.0, 0.02: 60.0, float("inf"): 110.0}  # half slower than the last bound
+    assert server_metrics.quantile(first, beyond, 0.99) == 0.02
+    assert server_metrics.quantile(last, last, 0.5) is None  # nothing counted in the window
 
 
 def test_the_cores_used_are_the_cpu_time_over_the_time_between_samples() -> None:
