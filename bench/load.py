@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import math
 import multiprocessing
 import os
 import queue
@@ -80,7 +81,9 @@ class Plan:
         return begin, begin + self.duration
 
     def protocol(self, index: int) -> str:
-        return "ocpp2.0.1" if index % 100 < round(self.share_201 * 100) else "ocpp1.6"
+        """2.0.1 for --share-201 of the stations, spread evenly over them (of any number)."""
+        chosen = math.floor((index + 1) * self.share_201) > math.floor(index * self.share_201)
+        return "ocpp2.0.1" if chosen else "ocpp1.6"
 
     @property
     def pause(self) -> float:

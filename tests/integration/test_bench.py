@@ -23,7 +23,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from bench import readside, server_metrics, usage
+from bench import load, readside, server_metrics, usage
 from bench.sim import Station, Tally
 from tests.support import ServerProcess
 
@@ -213,3 +213,20 @@ def test_the_load_processes_stop_when_the_load_is_killed(shared_server: ServerPr
                 os.waitpid(pid, os.WNOHANG)
         assert time.monotonic() < deadline, f"load processes {alive} outlived the load"
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("stations", "share", "expected"),
+    [(4, 0.5, 2), (10, 0.3, 3), (50, 0.5, 25), (7, 0.0, 0), (7, 1.0, 7)],
+)
+def test_the_share_of_2_0_1_stations_holds_for_any_number_of_stations(
+    stations: int, share: float, expected: int
+) -> None:
+    plan = load.Plan(
+        url="ws://127.0.0.1:9000", scenario="steady", stations=stations, processes=1,
+        share_201=share, duration=1, rate=0, ramp=0, warmup=0, window=1, hold=0,
+        meter_values=1, heartbeat=60, timeout=1, prefix="P",
+    )  # fmt: skip
+    protocols = [protocol for _, _, protocol in plan.station_ids(0)]
+    assert protocols.count("ocpp2.0.1") == expected
+    assert protocols.count("ocpp1.6") == stations - expected
