@@ -443,7 +443,11 @@ def _tokens(args: argparse.Namespace) -> int:
         try:
             if args.action == "create":
                 name, secret = api_tokens.create(conn, args.role, args.name)
-                print(f"created {args.role} token {name!r}; keep its secret, it is shown once:")
+                # The secret alone on stdout, so that T=$(csms token create ...) holds it.
+                print(
+                    f"created {args.role} token {name!r}; keep its secret, it is shown once:",
+                    file=sys.stderr,
+                )
                 print(secret)
             elif args.action == "list":
                 for name, role, created, revoked in api_tokens.listing(conn):
@@ -623,13 +627,17 @@ def _set_station_password(
         done = f"registered {args.station_id!r}"
     else:
         done = f"changed the password of {args.station_id!r}"
+    # What was done on stderr; a generated password alone on stdout, for P=$(csms station ...).
     if password is None:
-        print(f"{done}, without a password: it connects by its identity alone")
+        print(f"{done}, without a password: it connects by its identity alone", file=sys.stderr)
     elif generated:
-        print(f"{done}; its password, shown once (the station's basic auth password):")
+        print(
+            f"{done}; its password, shown once (the station's basic auth password):",
+            file=sys.stderr,
+        )
         print(password)
     else:
-        print(f"{done}, with the password given")
+        print(f"{done}, with the password given", file=sys.stderr)
     return change
 
 

@@ -81,7 +81,10 @@ class ServerProcess:
     def create_token(self, role: str) -> str:
         done = self.cli("token", "create", "--role", role)
         assert done.returncode == 0, done.stderr
-        return done.stdout.strip().splitlines()[-1]
+        assert "shown once" in done.stderr
+        secret = done.stdout.strip()  # alone, as T=$(csms token create ...) takes it
+        assert secret.startswith("csms_") and len(secret.split()) == 1, done.stdout
+        return secret
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         """A `csms` command on this server's database, as a user would run it beside it."""

@@ -68,7 +68,8 @@ async def boots(server: ServerProcess, station_id: str, url: str | None = None) 
 
 async def test_a_registered_station_must_give_its_password(shared_server: ServerProcess) -> None:
     server = shared_server
-    password = station_cli(server, "add", "CP-PW").splitlines()[-1]
+    password = station_cli(server, "add", "CP-PW").strip()  # alone on stdout
+    assert len(password.split()) == 1 and len(password) >= 16
     assert 16 <= len(password) <= 40
 
     for url in (
