@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,6 @@ from adapters import api_tokens, frames, metrics, station_credentials
 from adapters.files import FileStore, StoredFile
 from adapters.notifications import Notifications
 from adapters.ocpp.translator import Submit
-from adapters.projection_host import ProjectionClass
 from adapters.routing import SETTLED, CommandRouter
 from domain.commands import RecordStationReport
 from domain.remote import Operation, RemoteCommand
@@ -45,11 +44,9 @@ class ServerBackend:
         max_upload_bytes: int,
         station_channel: str,
         database_url: str,
-        projections: Sequence[ProjectionClass] = (),
     ) -> None:
         self._pool = pool
         self._database_url = database_url
-        self._projections = projections  # whose standing the metrics show
         self._submit = submit
         self._router = router
         self._notifications = notifications
@@ -148,4 +145,4 @@ class ServerBackend:
         return await frames.read(self._pool, station_id, since, until, after, limit)
 
     async def metrics(self) -> tuple[bytes, str]:
-        return await asyncio.to_thread(metrics.exposition, self._database_url, self._projections)
+        return await asyncio.to_thread(metrics.exposition)

@@ -3,7 +3,7 @@
 Each worker is a process of its own. With several, `csms serve` gives them a directory in common
 before they start (prometheus_client's multiprocess mode: each process writes its values to
 files there) and the worker answering a scrape adds every worker's values up. The projections'
-standing is read from the database at the scrape, since any worker may run any projection.
+standing is set by the worker that runs each.
 
 Counting must cost the answer path next to nothing: an answered message adds to one counter and
 one histogram whose children are looked up once per action, not built per message.
@@ -14,10 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-import psycopg
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -28,11 +27,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
-
-from adapters import projection_admin
-from adapters.projection_host import ProjectionClass, lock_key
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own setting
 
@@ -56,6 +50,11 @@ ANSWER_SECONDS = Histogram(
     ["version", "action"],
     buckets=ANSWER_BUCKETS,
 )
+BAD_FRAMES = Counter(
+    "csms_ocpp_bad_frames",
+    "Frames from stations that were no valid OCPP-J message (not JSON, say), by OCPP version",
+    ["version"],
+)
 CONNECTIONS = Gauge(
     "csms_station_connections",
     "Stations connected",
@@ -77,6 +76,22 @@ BACKLOG = Gauge(
     "csms_writer_backlog",
     "Commands waiting for a command writer",
     multiprocess_mode="livesum",
+)
+# Set by the worker running each projection; one that stops running it sets them to 0, so the
+# largest value among the live workers is the projection's.
+PROJECTION_POSITION = Gauge(
+    "csms_projection_position",
+    "The notification id the projection has read past (its last event applied, or later events "
+    "of other topics)",
+    ["projection"],
+    multiprocess_mode="livemax",
+)
+PROJECTION_BEHIND = Gauge(
+    "csms_projection_events_behind",
+    "Events stored after its position when the projection last read (of every topic, so an "
+    "upper bound for a projection of a few; 0 once it keeps up)",
+    ["projection"],
+    multiprocess_mode="livemax",
 )
 LOOP_LAG = Gauge(
     "csms_event_loop_lag_seconds",
@@ -128,41 +143,12 @@ def worker_gone(pid: int) -> None:
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
-class _Projections(Collector):
-    """Each projection's position and the events of its topics stored after it, read now."""
-
-    def __init__(self, database_url: str, projections: Sequence[ProjectionClass]) -> None:
-        self._database_url = database_url
-        self._projections = projections
-
-    def collect(self) -> Iterator[Metric]:
-        position = GaugeMetricFamily(
-            "csms_projection_position",
-            "The notification id of the last event the projection applied",
-            labels=["projection"],
-        )
-        behind = GaugeMetricFamily(
-            "csms_projection_events_behind",
-            "Events of the projection's topics stored and not yet applied",
-            labels=["projection"],
-        )
-        with psycopg.connect(self._database_url, autocommit=True, connect_timeout=5) as conn:
-            for projection in self._projections:
-                standing = projection_admin.standing(conn, projection, lock_key(projection))
-                position.add_metric([projection.name], standing.position)
-                behind.add_metric([projection.name], standing.behind)
-        yield position
-        yield behind
-
-
-def exposition(database_url: str, projections: Sequence[ProjectionClass]) -> tuple[bytes, str]:
-    """Every worker's metrics and the projections' standing, in Prometheus' text format, with
-    its content type. Blocking: it reads files and the database."""
+def exposition() -> tuple[bytes, str]:
+    """Every worker's metrics in Prometheus' text format, with its content type. Blocking: with
+    several workers, it reads their files."""
     if os.environ.get(MULTIPROCESS_DIR):
-        workers = CollectorRegistry()
-        multiprocess.MultiProcessCollector(workers)  # type: ignore[no-untyped-call]
-    else:
-        workers = REGISTRY  # one process: its own values, with its process and GC metrics
-    read_now = CollectorRegistry()
-    read_now.register(_Projections(database_url, projections))
-    return generate_latest(workers) + generate_latest(read_now), CONTENT_TYPE_LATEST
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    # One process: its own values, with its process and garbage collector metrics.
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from eventsourcing.projection import Projection
 
+from adapters import metrics
 from adapters import projection_admin as admin
 from adapters.parallel_rebuild import RebuildFailed, rebuild_in_shares
 from adapters.postgres import EVENTS_TABLE
@@ -201,12 +202,16 @@ class ProjectionHost:
         """Runs the projection until the node stops or someone asks for a rebuild (True), or
         until the worker whose share it is can take it (False)."""
         lock_conn.execute(f"LISTEN {EVENTS_TABLE}")  # the store notifies each commit
+        position = metrics.PROJECTION_POSITION.labels(projection.name)
+        behind = metrics.PROJECTION_BEHIND.labels(projection.name)
         try:
             with BatchRunner(self._env, projection, view) as runner:
                 checked = time.monotonic()
                 while not self._stopping.is_set():
                     began = time.monotonic()
                     applied = runner.step()
+                    position.set(runner.position)
+                    behind.set(runner.behind)
                     self._stopping.wait(pause_after_step(began, applied, runner.batch))
                     if not applied:
                         _wait_for_events(lock_conn)
@@ -220,6 +225,8 @@ class ProjectionHost:
                             return False
             return True
         finally:
+            position.set(0)  # another worker's figures, if it runs the projection now
+            behind.set(0)
             lock_conn.execute(f"UNLISTEN {EVENTS_TABLE}")
             _drain(lock_conn)
 

@@ -108,6 +108,12 @@ class BatchRunner:
         # Where reading resumes: past the last event applied, or past the last one scanned when
         # the projection's topics are rare, so that no poll scans the same events again.
         self.position = self.view.max_tracking_id(self._tracking_name) or 0
+        self.stored = self.position  # the last event stored when it last read
+
+    @property
+    def behind(self) -> int:
+        """Events stored after its position when it last read (of any topic)."""
+        return max(0, self.stored - self.position)
 
     def step(self, until: int | None = None, with_shared: bool = False) -> int:
         """Applies the next batch of events stored up to `until` (or now); returns its size.
@@ -116,6 +122,7 @@ class BatchRunner:
         `with_shared`.
         """
         last = self._app.recorder.max_notification_id() or 0
+        self.stored = last
         if until is not None:
             last = min(last, until)
         if last <= self.position:

@@ -258,7 +258,6 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         settings.max_upload_bytes,
         CHANGED_CHANNEL,
         database_url,
-        [projection for projection, _ in PROJECTIONS],
     )
     tune_garbage_collection()
     ocpp_server = await gateway.start(

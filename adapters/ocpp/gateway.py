@@ -301,6 +301,7 @@ class OcppGateway:
                 frame = rpc.parse_frame(text, version)
             except RpcError as error:
                 log.warning("%s: bad frame %.200r: %s", station_id, text, error)
+                metrics.BAD_FRAMES.labels(version).inc()
                 self._journal(station_id, "in", text, error.message_id)
                 refusal = error.frame(version)
                 self._journal(station_id, "out", refusal, error.message_id)

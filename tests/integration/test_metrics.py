@@ -69,6 +69,8 @@ async def test_every_worker_s_requests_are_counted_whichever_answers_the_scrape(
         async with websockets.connect(server.ocpp_url("CP-X"), subprotocols=["ocpp1.6"]) as ws:
             await ws.send(json.dumps([2, "x1", "NoSuchAction", {}]))
             assert json.loads(await ws.recv())[2] == "NotImplemented"
+            await ws.send("not JSON")
+            assert json.loads(await ws.recv())[2] == "FormationViolation"
         with contextlib.suppress(InvalidStatus):
             async with websockets.connect(server.ocpp_url(""), subprotocols=["ocpp1.6"]):
                 pass
@@ -76,14 +78,18 @@ async def test_every_worker_s_requests_are_counted_whichever_answers_the_scrape(
         unknown = {"version": "1.6", "action": "unknown", "outcome": "refused"}
         assert _value(samples, "csms_ocpp_requests_total", **unknown) == 1
         assert not any("NoSuchAction" in str(labels) for _, labels in samples)
+        assert _value(samples, "csms_ocpp_bad_frames_total", version="1.6") == 1
         refused = {"reason": "invalid identity"}
         assert _value(samples, "csms_station_connections_refused_total", **refused) == 1
-        # The projections' standing is read from the store at the scrape.
+        # Each projection's standing, as the worker running it last read: caught up with the
+        # store (event_log takes every event).
+        stored = await asyncio.to_thread(_last_event, database_url)
         await eventually(
             lambda: _scrape(server),
             lambda s: (
-                _value(s, "csms_projection_position", projection="station_status") > 0
-                and _value(s, "csms_projection_events_behind", projection="station_status") == 0
+                _value(s, "csms_projection_position", projection="event_log") >= stored
+                and _value(s, "csms_projection_events_behind", projection="event_log") == 0
+                and _value(s, "csms_projection_position", projection="station_status") > 0
             ),
         )
 
@@ -107,3 +113,10 @@ def _stations_by_node(database_url: str) -> dict[str, int]:
             "SELECT node, count(*) FROM station_status WHERE connected GROUP BY node"
         ).fetchall()
     return {node: count for node, count in rows}
+
+
+def _last_event(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute("SELECT max(notification_id) FROM csms_events").fetchone()
+    assert row is not None
+    return int(row[0])
