@@ -396,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         password=args.password,
         ca=args.ca,
     )
+    _check_reachable(args.graphql, args.token, args.metrics)
     probe = readside.LagProbe(args.graphql, args.token) if args.graphql else None
     if probe is not None:
         probe.start()
@@ -409,6 +410,21 @@ def main(argv: list[str] | None = None) -> None:
             readside.check(args.graphql, args.token, totals.transactions, probe.lags)
         )
     print("\n".join(lines))
+
+
+def _check_reachable(graphql: str | None, token: str | None, metrics: str | None) -> None:
+    """Exits with the cause if the read side or the metrics cannot be read: found after the
+    load, it would have wasted the run."""
+    if graphql and (problem := readside.problem_with(graphql, token)):
+        raise SystemExit(f"--graphql {graphql}: {problem}; or leave --graphql out")
+    if metrics:
+        try:
+            server_metrics.scrape(metrics, ())
+        except (OSError, ValueError) as error:
+            raise SystemExit(
+                f"--metrics {metrics}: {error}; give the server's Prometheus metrics URL "
+                "(csms: http://HTTP_HOST:HTTP_PORT/metrics), or leave --metrics out"
+            ) from None
 
 
 def parser() -> argparse.ArgumentParser:

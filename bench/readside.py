@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -38,6 +39,23 @@ def _post(url: str, token: str | None, query: str) -> dict[str, Any]:
     if answer.get("errors"):
         raise RuntimeError(f"GraphQL refused the check: {answer['errors'][0]['message']}")
     return answer
+
+
+def problem_with(url: str, token: str | None) -> str | None:
+    """Why the read side cannot be checked at `url` with `token`, asked before the load runs
+    (a bad token found after it would waste the run); None if it can."""
+    token_advice = "give --token a token that may read transactions (csms token create)"
+    try:
+        _post(url, token, _query(["-"]))
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code} {error.reason}; is that the GraphQL URL?"
+    except urllib.error.URLError as error:
+        return f"{error.reason}; is the server's API listening there?"
+    except ValueError as error:  # the token makes no header: a line too many, say
+        return f"{error}; {token_advice}, the secret alone"
+    except RuntimeError as error:
+        return f"{error}; {token_advice}"
+    return None
 
 
 def _fetch(url: str, token: str | None, station_ids: list[str]) -> dict[str, Any]:

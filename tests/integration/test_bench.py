@@ -230,3 +230,18 @@ def test_the_share_of_2_0_1_stations_holds_for_any_number_of_stations(
     protocols = [protocol for _, _, protocol in plan.station_ids(0)]
     assert protocols.count("ocpp2.0.1") == expected
     assert protocols.count("ocpp1.6") == stations - expected
+
+
+def test_a_read_side_or_metrics_it_cannot_read_stops_the_load_before_it_runs(
+    shared_server: ServerProcess,
+) -> None:
+    url = shared_server.ocpp_url("").rstrip("/")
+    load = [sys.executable, "-m", "bench.load", "--url", url, "--stations", "2", "--duration", "60"]
+    graphql = ["--graphql", shared_server.http_url(), "--token", "not-a-token"]
+    done = subprocess.run([*load, *graphql], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1, done.stderr
+    assert "--graphql" in done.stderr and "give --token a token" in done.stderr, done.stderr
+    assert "connected" not in done.stderr  # no load ran
+    metrics = ["--metrics", shared_server.http_url("/no-metrics-here")]
+    done = subprocess.run([*load, *metrics], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and "--metrics" in done.stderr and "404" in done.stderr
