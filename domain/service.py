@@ -117,13 +117,21 @@ class CSMS(Application[UUID]):
 
         `save` checks each object against runtime protocols to tell aggregates from events:
         a quarter of the writer's CPU. These are aggregates, so their events are taken directly.
+        An aggregate that says it is `settled` (an ended transaction) is not kept in memory:
+        the cache would otherwise fill with every session of the last hours.
         """
         events = [event for aggregate in aggregates for event in aggregate.collect_events()]
         self.events.put(events)
         cache = self.repository.cache
         if cache is not None and not self.repository.fastforward:
             for aggregate in aggregates:
-                cache.put(aggregate.id, aggregate)
+                if getattr(aggregate, "settled", False):
+                    # Nothing more is expected of it: the store keeps it, memory need not (a
+                    # late message reads it back).
+                    with contextlib.suppress(KeyError):
+                        cache.get(aggregate.id, evict=True)
+                else:
+                    cache.put(aggregate.id, aggregate)
 
     def _forget(self, aggregate_ids: Sequence[UUID]) -> None:
         """Evicts cached aggregates, so the next load reads the store."""

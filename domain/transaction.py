@@ -156,6 +156,11 @@ class Transaction(Aggregate):
         return self.stopped_at is None
 
     @property
+    def settled(self) -> bool:
+        """Stopped, with none of its numbered events missing: little more is expected of it."""
+        return self.stopped_at is not None and not self.missing_seq_nos
+
+    @property
     def energy_wh(self) -> Decimal | None:
         """Energy delivered so far: stop (or latest) register minus start register."""
         if self.meter_stop_wh is not None:
@@ -263,3 +268,6 @@ class TransactionStart(Aggregate):
     @staticmethod
     def create_id(station_id: str, fingerprint: str, **_: Any) -> UUID:
         return transaction_start_uuid(station_id, fingerprint)
+
+    # Only a resent start asks for it again: the store keeps it, memory need not.
+    settled = True

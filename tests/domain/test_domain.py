@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from adapters.postgres import CACHE_SETTINGS
 from domain import commands as cmd
-from domain.ids import station_uuid, transaction_uuid
+from domain.ids import station_uuid, transaction_start_uuid, transaction_uuid
 from domain.meter import MeterReading, SampledValue, last_energy_register_wh
 from domain.service import CSMS
 from domain.station import ChargingStation
@@ -53,6 +54,27 @@ def test_a_stop_sent_twice_stops_once(app: CSMS) -> None:
     assert isinstance(transaction, Transaction)
     assert [type(e).__name__ for e in app.events.get(transaction.id)] == ["Started", "Stopped"]
     assert transaction.energy_wh == 5000
+
+
+def test_a_stopped_transaction_leaves_memory_and_is_read_back_when_asked_for() -> None:
+    app = CSMS(CACHE_SETTINGS)  # as the server keeps aggregates in memory
+    cache = app.repository.cache
+    assert cache is not None
+    key = app.execute(start()).transaction_key
+    transaction_id = transaction_uuid("CP", key)
+    assert cache.get(transaction_id).is_active
+    with pytest.raises(KeyError):  # only a resent start asks for what it recorded
+        cache.get(transaction_start_uuid("CP", "f1"))
+    assert app.execute(start()).transaction_key == key  # resent: the same transaction
+    stop = cmd.StopTransaction("CP", key, T0 + timedelta(hours=1), 6000, "Local", None, [], T0)
+    assert app.execute(stop)
+    with pytest.raises(KeyError):
+        cache.get(transaction_id)
+    assert app.execute(stop)  # resent: read back, stopped once
+    late = cmd.RecordMeterValues("CP", 1, 1, key, [reading(50, "5.5", "kWh")], T0)
+    app.execute(late)
+    kinds = [type(e).__name__ for e in app.events.get(transaction_id)]
+    assert kinds == ["Started", "Stopped", "MeterValuesAdded"]
 
 
 def test_resent_meter_values_add_nothing(app: CSMS) -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from adapters.postgres import CACHE_SETTINGS
 from domain import commands as cmd
 from domain.ids import transaction_uuid
 from domain.meter import MeterReading, SampledValue
@@ -101,8 +102,9 @@ def state(app: CSMS) -> dict[str, Any]:
     }
 
 
-def deliver(events: list[cmd.RecordTransactionEvent]) -> CSMS:
-    app = CSMS()
+def deliver(events: list[cmd.RecordTransactionEvent], cached: bool = False) -> CSMS:
+    # As the server keeps them: served from memory, changed in place, settled ones evicted.
+    app = CSMS(CACHE_SETTINGS if cached else None)
     for command in events:
         app.execute(command)
     return app
@@ -117,7 +119,10 @@ def test_any_order_with_any_repeats_gives_the_in_order_transaction(data: st.Data
     events = session(data.draw(st.integers(0, 6), label="updates"), data.draw(st.booleans()))
     repeats = data.draw(st.lists(st.sampled_from(events), max_size=5), label="repeats")
     delivery = data.draw(st.permutations(events + repeats), label="delivery")
-    in_order, shuffled = deliver(events), deliver(delivery)
+    # In memory as the server keeps it: an ended transaction leaves it, and a late event
+    # reads it back.
+    cached = data.draw(st.booleans(), label="cached")
+    in_order, shuffled = deliver(events), deliver(delivery, cached)
     assert state(shuffled) == state(in_order)
     assert stored(shuffled).count("EventReported") == len(events)  # a repeat stores nothing
     assert "EventConflicted" not in stored(shuffled)
@@ -130,6 +135,19 @@ def test_a_session_in_order_reads_as_expected() -> None:
     assert final["stop_reason"] == "EVDisconnected" and final["charging_state"] == "Idle"
     assert (final["meter_start_wh"], final["meter_stop_wh"]) == (Decimal(1000), Decimal(2000))
     assert final["energy_wh"] == 1000 and final["missing_seq_nos"] == []
+
+
+def test_an_ended_transaction_stays_in_memory_only_while_an_event_is_missing() -> None:
+    events = session(updates=3)
+    app = deliver([e for e in events if e.seq_no != 2], cached=True)
+    assert app.repository.cache is not None
+    transaction_id = transaction_uuid("CS", "TX")
+    assert app.repository.cache.get(transaction_id).missing_seq_nos == [2]
+    app.execute(events[2])
+    with pytest.raises(KeyError):  # settled: the store keeps it
+        app.repository.cache.get(transaction_id)
+    app.execute(events[2])  # resent: read back, recognised, nothing stored
+    assert stored(app).count("EventReported") == len(events)
 
 
 def test_a_gap_is_visible_until_the_missing_event_arrives() -> None:
