@@ -121,8 +121,13 @@ _TYPES = (CALL, CALL_RESULT, CALL_ERROR)
 _TYPES_V21 = (*_TYPES, CALL_RESULT_ERROR, SEND)
 
 
+def _not_json(constant: str) -> Any:
+    """Python's reader takes NaN and Infinity; JSON (RFC 8259) has neither."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
 # One decoder for every frame: `json.loads` with an option builds a new one per call.
-_READ_JSON = json.JSONDecoder(parse_float=Decimal)
+_READ_JSON = json.JSONDecoder(parse_float=Decimal, parse_constant=_not_json)
 
 
 def parse_frame(text: str | bytes, version: str) -> Frame:
@@ -136,7 +141,8 @@ def parse_frame(text: str | bytes, version: str) -> Frame:
         if isinstance(text, str):
             message = _READ_JSON.decode(text)
         else:
-            message = json.loads(text, parse_float=Decimal)  # it finds the bytes' encoding
+            # json.loads finds the bytes' encoding.
+            message = json.loads(text, parse_float=Decimal, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as error:
         raise RpcError(unreadable, f"frame is not valid JSON: {error}") from None
     if not isinstance(message, list) or not message:

@@ -31,6 +31,9 @@ async def raw16(shared_server: ServerProcess) -> Any:
 # frame, message id answered, error code in 1.6, error code in 2.0.1 and 2.1
 MALFORMED = [
     ("{not json", "-1", "FormationViolation", "RpcFrameworkError"),
+    # Python reads NaN and Infinity; JSON (RFC 8259) has neither, so no station may send them.
+    ('[2, "m1", "Heartbeat", {"x": NaN}]', "-1", "FormationViolation", "RpcFrameworkError"),
+    ('[2, "m1", "Heartbeat", {"x": -Infinity}]', "-1", "FormationViolation", "RpcFrameworkError"),
     ('{"a": 1}', "-1", "ProtocolError", "RpcFrameworkError"),
     ("[2]", "-1", "ProtocolError", "RpcFrameworkError"),
     ('[7, "m2", "Heartbeat", {}]', "m2", "ProtocolError", "MessageTypeNotSupported"),
