@@ -159,7 +159,8 @@ class OcppGateway:
         self._admission = admission
         self._authenticate = authenticate
         self._refusals = RefusalLog()
-        self._answer_metrics: dict[str, metrics.AnswerMetrics] = {}  # by OCPP version
+        # By OCPP version, made once: their children are looked up once per action.
+        self._answer_metrics = {t.version: metrics.AnswerMetrics(t.version) for t in translators}
         self._closing: set[asyncio.Task[None]] = set()
         self.connections: dict[str, StationConnection] = {}
 
@@ -377,9 +378,7 @@ class OcppGateway:
 
     async def _answer_calls(self, connection: StationConnection) -> None:
         translator = connection.translator
-        counted = self._answer_metrics.setdefault(
-            translator.version, metrics.AnswerMetrics(translator.version)
-        )
+        counted = self._answer_metrics[translator.version]
         while (queued := await connection.calls.get()) is not None:
             call, read_at = queued
             reply, refused = await self._answer(connection, call)
