@@ -18,6 +18,7 @@ from adapters.files import FileStore, StoredFile
 from adapters.notifications import Notifications
 from adapters.ocpp.translator import Submit
 from adapters.routing import SETTLED, CommandRouter
+from adapters.station_credentials import StationCredentials
 from domain.commands import RecordStationReport
 from domain.remote import Operation, RemoteCommand
 from domain.station import ChargingStation, CredentialsChange
@@ -44,9 +45,11 @@ class ServerBackend:
         max_upload_bytes: int,
         station_channel: str,
         database_url: str,
+        credentials: StationCredentials,
     ) -> None:
         self._pool = pool
         self._database_url = database_url
+        self._credentials = credentials
         self._submit = submit
         self._router = router
         self._notifications = notifications
@@ -70,6 +73,7 @@ class ServerBackend:
             await asyncio.to_thread(_change_credentials, url, station_id, change, password)
         except station_credentials.CredentialsError as error:
             raise ValueError(str(error)) from None
+        await self._credentials.refresh(station_id)  # in force when the operator hears so
         return password if generate else None
 
     async def remote(

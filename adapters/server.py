@@ -258,6 +258,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
         settings.max_upload_bytes,
         CHANGED_CHANNEL,
         database_url,
+        credentials,
     )
     tune_garbage_collection()
     ocpp_server = await gateway.start(

@@ -137,6 +137,16 @@ class StationCredentials:
         if self._reading is None or self._reading.done():
             self._reading = asyncio.create_task(self._read_pending())
 
+    async def refresh(self, station_id: str, within: float = 10) -> None:
+        """Reads a station's credentials again and waits until they are in the mirror: a change
+        made through this node is in force here when its caller hears it is done, not only once
+        the notification comes back (other nodes follow on that)."""
+        self.changed(station_id)
+        reading = self._reading
+        assert reading is not None
+        # Shielded: a caller that gives up must not cancel the reading others wait on.
+        await asyncio.wait_for(asyncio.shield(reading), within)
+
     async def _read_pending(self) -> None:
         while self._pending:
             stations, self._pending = self._pending, set()

@@ -223,6 +223,23 @@ async def test_a_change_made_while_a_node_was_not_listening_still_counts(
     assert "notification listener lost its connection" in shared_server.log()
 
 
+async def test_an_operators_change_is_in_force_when_the_mutation_answers(
+    shared_server: ServerProcess,
+) -> None:
+    """The node that made the change reads it at once, not when its notification comes back:
+    here none comes, the listener being down."""
+    assert shared_server.database_url is not None
+    token = shared_server.token("operator")
+    with psycopg.connect(shared_server.database_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+        )
+    registered = await graphql_response(shared_server, REGISTER, token, id="CP-AT-ONCE")
+    assert registered["data"]["registerStation"]["change"] == "registered, with a password"
+    assert (await refusal(shared_server.ocpp_url("CP-AT-ONCE"))).status_code == 401
+
+
 REGISTER = """mutation($id: String!, $password: String, $without: Boolean! = false) {
     registerStation(stationId: $id, password: $password, withoutPassword: $without) {
         stationId change generatedPassword } }"""
