@@ -103,6 +103,20 @@ async def _token_change(info: Info, id_token: str, change: Any, **fields: Any) -
 
 Result = RemoteCommandResult
 
+# A station's own password (1.6: AuthorizationKey; 2.x: SecurityCtrlr.BasicAuthPassword). Sent
+# as a configuration change, it would be kept in clear for ever in the command's immutable
+# event and in the frame journal, and the CSMS would still ask the station for its old one.
+PASSWORD_VARIABLES = frozenset({"authorizationkey", "basicauthpassword"})
+
+
+def _refuse_passwords(variable: str) -> None:
+    if variable.casefold() in PASSWORD_VARIABLES:
+        raise ValueError(
+            f"{variable} is the station's password: changeConfiguration would keep it in clear "
+            "in the history and the frame journal, and the CSMS would not know it. Set it with "
+            "setStationPassword (or `csms station password`), and on the station itself"
+        )
+
 
 @strawberry.type
 class Mutation:
@@ -196,6 +210,7 @@ class Mutation:
         variable_instance: str | None = None,
         evse_id: int | None = None,
     ) -> Result:
+        _refuse_passwords(variable)
         return await _remote(
             info,
             station_id,

@@ -299,6 +299,41 @@ async def test_what_a_version_cannot_do_is_said_before_anything_is_sent(
     assert old.received == [] and new.received == []
 
 
+async def test_a_station_password_is_never_sent_as_a_configuration_change(
+    servers: tuple[ServerProcess, ServerProcess],
+) -> None:
+    server, _ = servers
+    secret = "never-kept-in-the-history"
+    async with responder(server, "CS-SECRET", "ocpp2.0.1") as station:
+        for variable, component in (
+            ("BasicAuthPassword", "SecurityCtrlr"),
+            ("AuthorizationKey", None),
+            ("authorizationKey", None),  # 1.6 keys are case-insensitive
+        ):
+            refused = await graphql_response(
+                server,
+                """mutation($variable: String!, $component: String, $value: String!) {
+                    changeConfiguration(stationId: "CS-SECRET", variable: $variable,
+                        component: $component, value: $value) { state } }""",
+                server.token("operator"),
+                variable=variable,
+                component=component,
+                value=secret,
+            )
+            assert "setStationPassword" in refused["errors"][0]["message"]
+    assert station.received == []
+    assert server.database_url
+    async with await psycopg.AsyncConnection.connect(server.database_url) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM csms_events "
+            "WHERE position(%s IN convert_from(state, 'UTF8')) > 0",
+            (secret,),
+        )
+        assert await cursor.fetchone() == (0,)
+    history = await graphql(server, '{ remoteCommands(stationId: "CS-SECRET") { id } }', "auditor")
+    assert history["remoteCommands"] == []
+
+
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 async def test_a_command_sent_through_another_node_reaches_the_station(
     servers: tuple[ServerProcess, ServerProcess], protocol: str
