@@ -4,6 +4,7 @@ transaction numbers are unique."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from uuid import NAMESPACE_URL, uuid5
 
@@ -12,6 +13,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 from ocpp.v16 import call
 
+from adapters import audit
 from adapters.postgres import NUMBER_BLOCK, NUMBER_SEQUENCE, open_store
 from domain.service import CSMS
 from tests.support import ServerProcess, eventually, station16, stored_events
@@ -120,3 +122,31 @@ def test_an_event_id_once_visible_has_every_smaller_one_visible(database_url: st
             store.close()
     assert read_up_to > 0, "the reader saw the writers at work"
     assert late == [], "events appeared below an id the reader had already read up to"
+    # Batches of three from three processes, interleaved: each chained to the one before it.
+    verdict = audit.verify(database_url)
+    assert (verdict.checked, verdict.problem) == (1800, None)
+
+
+def test_an_event_rolled_back_to_a_savepoint_is_not_chained_to(database_url: str) -> None:
+    """Within a transaction, each event is chained to the one it wrote last (kept in a setting
+    local to the transaction), but not to one whose savepoint was rolled back."""
+    open_store(database_url).close()  # the schema
+    written = [StoredEvent(uuid5(NAMESPACE_URL, name), 1, "test:Written", b"{}") for name in "ABCD"]
+
+    def insert(conn: psycopg.Connection[tuple[object, ...]], event: StoredEvent) -> None:
+        conn.execute(
+            "SELECT csms_insert_events(%s, %s, %s, %s)",
+            ([event.originator_id], [1], [event.topic], [event.state]),
+        )
+
+    with psycopg.connect(database_url) as conn:
+        insert(conn, written[0])
+        with contextlib.suppress(RuntimeError), conn.transaction():
+            insert(conn, written[1])
+            raise RuntimeError("rolled back to the savepoint")
+        insert(conn, written[2])
+        conn.commit()
+        insert(conn, written[3])  # the next transaction looks the previous event up again
+        conn.commit()
+    verdict = audit.verify(database_url)
+    assert (verdict.checked, verdict.problem) == (3, None)
