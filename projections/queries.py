@@ -7,6 +7,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from projections import event_log
 from projections.event_log import readable
 
 Row = dict[str, Any]
@@ -153,7 +154,11 @@ async def history(
     if types:
         where.append("(event_type = ANY(%s) OR aggregate_type || '.' || event_type = ANY(%s))")
         params += [types, types]
-    sql = f"SELECT * FROM event_log WHERE {' AND '.join(where)} ORDER BY position LIMIT %s"
+    sql = (
+        f"SELECT event_log.*, {event_log.DATA} AS data FROM event_log "
+        f"JOIN {event_log.EVENTS_TABLE} AS events ON events.notification_id = event_log.position "
+        f"WHERE {' AND '.join(where)} ORDER BY position LIMIT %s"
+    )
     rows = await _fetch(conn, sql, [*params, limit])
     for row in rows:
         row["data"] = readable(row["data"])

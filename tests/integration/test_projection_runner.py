@@ -345,6 +345,27 @@ async def test_the_event_log_shows_times_and_decimals_as_text(database_url: str)
     assert "timestamp" not in started  # the store's bookkeeping is in columns of its own
 
 
+async def test_an_event_log_that_copied_the_data_is_altered_and_shows_it_from_the_store(
+    database_url: str,
+) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:  # as earlier versions made it
+        conn.execute(
+            "CREATE TABLE event_log (position bigint PRIMARY KEY, aggregate_id uuid NOT NULL, "
+            "aggregate_type text NOT NULL, version integer NOT NULL, event_type text NOT NULL, "
+            "recorded_at timestamptz NOT NULL, station_id text, transaction_id text, "
+            "data jsonb NOT NULL)"
+        )
+    app = open_store(database_url)
+    try:
+        app.execute(_start("CS-1"))
+    finally:
+        app.close()
+    with BatchRunner(_views(database_url), EventLogProjection, EventLogView) as log:
+        assert log.step() > 0
+    started = (await _history(database_url, "Started"))[0]
+    assert (started["station_id"], started["data"]["started_at"]) == ("CS-1", T0.isoformat())
+
+
 @pytest.mark.parametrize("split", [False, True], ids=["one batch", "two batches"])
 async def test_the_event_log_names_every_events_station_whatever_the_batches(
     database_url: str, split: bool
