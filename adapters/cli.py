@@ -175,6 +175,14 @@ def _parser() -> argparse.ArgumentParser:
         "(a benchmark reference for what durable storage costs)",
     )
     run.add_argument(
+        "--projections",
+        choices=["run", "elsewhere"],
+        default=defaults.projections,
+        help="run: this node feeds its share of the views (read models); elsewhere: it feeds "
+        "none, and only holds stations and serves the API (another node on the same database "
+        "must run them, or the views stand still)",
+    )
+    run.add_argument(
         "--log-level",
         default=defaults.log_level,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],

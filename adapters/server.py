@@ -91,6 +91,7 @@ class Settings:
     max_loop_lag: float = 1.0
     stop_timeout: float = 20.0
     store: str = "postgres"  # or "memory": events kept in this process only, for benchmarks
+    projections: str = "run"  # or "elsewhere": another node on the database feeds the views
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
@@ -154,6 +155,8 @@ def serve(settings: Settings) -> int:
     _ensure_free(settings.http_host, settings.http_port)
     _tls(settings)  # fails before anything starts if the files cannot be used
     database_url = settings.database_url or start_embedded(settings.data_dir)
+    if settings.projections == "elsewhere":
+        log.info("views: fed by other nodes on this database (--projections elsewhere), not here")
     if settings.workers > 1:
         with metrics.shared_by_workers():
             return workers.supervise(
@@ -208,7 +211,7 @@ async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None
     projections = ProjectionHost(
         database_url,
         env,
-        PROJECTIONS if settings.store != "memory" else [],
+        PROJECTIONS if settings.store != "memory" and settings.projections == "run" else [],
         worker=(worker, settings.workers),
     )
     projections.start()

@@ -134,6 +134,29 @@ async def test_the_memory_store_answers_and_stores_nothing(
     assert data["stations"] == []  # no view is fed
 
 
+async def test_a_node_may_leave_the_views_to_another(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    gateway = start_server(database_url, "--projections", "elsewhere")
+    await _charge(gateway, "CP-GATEWAY")
+    assert "views: fed by other nodes on this database" in gateway.log()
+    assert _running_on(gateway.log()) == {}
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT count(*) FROM csms_events").fetchone()
+    assert stored is not None and stored[0] > 0  # stored, and answered, without a view
+    assert (await graphql(gateway, STATIONS))["stations"] == []
+
+    views = start_server(database_url)  # the node that feeds them
+    shown = await eventually(
+        lambda: graphql(gateway, TRANSACTIONS),
+        lambda data: len(data["transactions"]) == 1,
+    )
+    assert shown["transactions"] == [
+        {"stationId": "CP-GATEWAY", "transactionId": "1", "active": False, "energyWh": "1000"}
+    ]
+    assert set(_running_on(views.log()).values()) == {views.process.pid}  # type: ignore[union-attr]
+
+
 async def test_a_server_whose_database_is_gone_stops_within_its_stop_timeout(
     start_server: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
