@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -22,6 +23,8 @@ from adapters.station_credentials import StationCredentials
 from domain.commands import RecordStationReport
 from domain.remote import Operation, RemoteCommand
 from domain.station import ChargingStation, CredentialsChange
+
+log = logging.getLogger(__name__)
 
 
 def _change_credentials(
@@ -73,7 +76,12 @@ class ServerBackend:
             await asyncio.to_thread(_change_credentials, url, station_id, change, password)
         except station_credentials.CredentialsError as error:
             raise ValueError(str(error)) from None
-        await self._credentials.refresh(station_id)  # in force when the operator hears so
+        try:
+            await self._credentials.refresh(station_id)  # in force when the operator hears so
+        except TimeoutError:
+            # Stored all the same, and the password must reach the operator: the node applies
+            # the change once it can read it (it keeps trying).
+            log.warning("%s: credentials changed, not yet read back by this node", station_id)
         return password if generate else None
 
     async def remote(
