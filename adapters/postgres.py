@@ -25,7 +25,7 @@ from domain.service import CSMS
 
 log = logging.getLogger(__name__)
 
-EVENTS_TABLE = "csms_events"
+EVENTS_TABLE = f"{CSMS.name.lower()}_events"  # eventsourcing names it after the application
 NUMBER_SEQUENCE = "csms_transaction_number"
 NUMBER_BLOCK = 100  # transaction numbers a process takes from the sequence at once
 # Serialises schema creation between processes starting at the same time.

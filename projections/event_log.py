@@ -92,7 +92,7 @@ logged AS (
 SELECT count(*) AS applied, max(notification_id) AS last FROM batch"""
 
 
-# The store's table of events: eventsourcing names it after the application.
+# The store's table of events, named as `adapters.postgres` names it: after the application.
 EVENTS_TABLE = f"{CSMS.name.lower()}_events"
 # A logged event's data, from the store (`events`: its row there): its stored JSON less the
 # store's bookkeeping, which has columns of its own.

@@ -8,7 +8,6 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from projections import event_log
-from projections.event_log import readable
 
 Row = dict[str, Any]
 
@@ -161,5 +160,5 @@ async def history(
     )
     rows = await _fetch(conn, sql, [*params, limit])
     for row in rows:
-        row["data"] = readable(row["data"])
+        row["data"] = event_log.readable(row["data"])
     return rows
