@@ -3,9 +3,9 @@
 A node runs a projection while it holds that projection's advisory lock; if the node dies, the
 lock goes with its connection and another node takes over where the tracking position says.
 
-The workers of one server share the projections out. A worker holds a shared "owner" lock on
-each of its share; a worker running a projection of another's share hands it back as soon as
-that owner is there, so a late start or a restarted worker does not leave one worker with all.
+A server of several workers runs its projections in a process of their own, beside the workers
+that hold the stations: in a worker, a projection's thread would share the interpreter (the GIL)
+with the event loop, whose answers then wait for it.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ log = logging.getLogger(__name__)
 
 ProjectionClass = type[Projection[Any]]
 RETRY_SECONDS = 2.0  # after an error
-# How often a node looks for a projection it does not run: a dead worker's share is taken over
-# within this, sooner than the dead worker's replacement starts.
+# How often a node looks for a projection it does not run: one whose node died is taken over
+# within this.
 POLL_SECONDS = 1.0
 # A caught-up projection waits for the store's notification of a commit, or this long at most.
 IDLE_SECONDS = 0.5
@@ -43,24 +43,10 @@ IDLE_SECONDS = 0.5
 # (often none). Stepping at every commit cost the server 0.3 of a core, and PostgreSQL 0.13, at
 # 1,900 msg/s.
 GATHER_SECONDS = 0.1
-STANDBY_SECONDS = 5.0
 
 
 def lock_key(projection: ProjectionClass) -> int:
     return zlib.crc32(f"csms-projection:{projection.name}".encode())
-
-
-def _owner_key(projection: ProjectionClass) -> int:
-    return zlib.crc32(f"csms-projection-owner:{projection.name}".encode())
-
-
-def _owner_present(conn: psycopg.Connection[Any], projection: ProjectionClass) -> bool:
-    """Whether a worker whose share the projection is holds its owner lock."""
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_owner_key(projection),)).fetchone()
-    if row and row[0]:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (_owner_key(projection),))
-        return False
-    return True
 
 
 class ProjectionHost:
@@ -69,24 +55,19 @@ class ProjectionHost:
         database_url: str,
         env: Mapping[str, str],
         projections: Sequence[tuple[ProjectionClass, type[SqlView]]],
-        worker: tuple[int, int] = (0, 1),
     ) -> None:
         self._database_url = database_url
         # The runners' application reads events only: its tables exist already.
         self._env = {**env, "CSMS_CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
         self._projections = projections
-        self._worker, self._workers = worker
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for index, (projection, view) in enumerate(self._projections):
-            # Each worker of a server first takes its share of the projections, then stands by
-            # for the others' in case their worker dies.
-            mine = index % self._workers == self._worker
+        for projection, view in self._projections:
             thread = threading.Thread(
                 target=self._host,
-                args=(projection, view, mine),
+                args=(projection, view),
                 name=f"projection-{projection.name}",
                 daemon=True,
             )
@@ -108,19 +89,13 @@ class ProjectionHost:
         ):
             conn.execute(f"NOTIFY {EVENTS_TABLE}")
 
-    def _host(self, projection: ProjectionClass, view: type[SqlView], mine: bool) -> None:
-        if not mine and self._stopping.wait(STANDBY_SECONDS):
-            return
+    def _host(self, projection: ProjectionClass, view: type[SqlView]) -> None:
         while not self._stopping.is_set():
             try:
-                # One connection per projection for its locks, kept between attempts.
+                # One connection per projection for its lock, kept between attempts.
                 with psycopg.connect(self._database_url, autocommit=True) as conn:
-                    if mine:
-                        conn.execute(
-                            "SELECT pg_advisory_lock_shared(%s)", (_owner_key(projection),)
-                        )
                     while not self._stopping.is_set():
-                        self._lead(conn, projection, view, mine)
+                        self._lead(conn, projection, view)
                         self._stopping.wait(POLL_SECONDS)
             except Exception:
                 log.exception(
@@ -133,11 +108,8 @@ class ProjectionHost:
         conn: psycopg.Connection[Any],
         projection: ProjectionClass,
         view: type[SqlView],
-        mine: bool,
     ) -> None:
         """Runs the projection while this node holds its lock; returns if another has it."""
-        if not mine and _owner_present(conn, projection):
-            return  # its owner runs it, or is about to
         row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(projection),))
         acquired = row.fetchone()
         if not acquired or not acquired[0]:
@@ -158,9 +130,7 @@ class ProjectionHost:
                     admin.rebuild_started(conn, projection)
                     if not self._rebuild_in_shares(conn, projection, view):
                         return  # the node is stopping
-                if not self._run(conn, projection, view, mine):
-                    log.info("projection %s: handed back to its owner", projection.name)
-                    return
+                self._run(conn, projection, view)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(projection),))
 
@@ -197,10 +167,8 @@ class ProjectionHost:
         lock_conn: psycopg.Connection[Any],
         projection: ProjectionClass,
         view: type[SqlView],
-        mine: bool,
-    ) -> bool:
-        """Runs the projection until the node stops or someone asks for a rebuild (True), or
-        until the worker whose share it is can take it (False)."""
+    ) -> None:
+        """Runs the projection until the node stops or someone asks for a rebuild."""
         lock_conn.execute(f"LISTEN {EVENTS_TABLE}")  # the store notifies each commit
         position = metrics.PROJECTION_POSITION.labels(projection.name)
         behind = metrics.PROJECTION_BEHIND.labels(projection.name)
@@ -220,12 +188,9 @@ class ProjectionHost:
                         _drain(lock_conn)  # what came in while busy
                         # This query also fails if the lock's connection is gone.
                         if admin.rebuild_requested(lock_conn, projection):
-                            return True
-                        if not mine and _owner_present(lock_conn, projection):
-                            return False
-            return True
+                            return
         finally:
-            position.set(0)  # another worker's figures, if it runs the projection now
+            position.set(0)  # another process's figures, if it runs the projection now
             behind.set(0)
             lock_conn.execute(f"UNLISTEN {EVENTS_TABLE}")
             _drain(lock_conn)

@@ -13,7 +13,8 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,12 +159,17 @@ def serve(settings: Settings) -> int:
     if settings.projections == "elsewhere":
         log.info("views: fed by other nodes on this database (--projections elsewhere), not here")
     if settings.workers > 1:
+        names = [f"worker {index}" for index in range(settings.workers)]
+        if _feeds_views(settings):
+            names.append("projections")  # the last index: see _work
         with metrics.shared_by_workers():
-            return workers.supervise(
-                settings.workers, _work, (settings, database_url), metrics.worker_gone
-            )
-    asyncio.run(_serve(settings, database_url))
+            return workers.supervise(names, _work, (settings, database_url), metrics.worker_gone)
+    asyncio.run(_serve(settings, database_url, PROJECTIONS if _feeds_views(settings) else []))
     return 0
+
+
+def _feeds_views(settings: Settings) -> bool:
+    return settings.store != "memory" and settings.projections == "run"
 
 
 def _tls(settings: Settings) -> ssl.SSLContext | None:
@@ -177,9 +183,36 @@ def _tls(settings: Settings) -> ssl.SSLContext | None:
 
 
 def _work(settings: Settings, database_url: str, index: int) -> None:
-    """One of several worker processes sharing the ports and the database."""
+    """One of several processes: a worker sharing the ports and the database, or, after the
+    workers, the one that feeds the views.
+
+    In a worker, the projections' threads would share its interpreter with the event loop, and
+    the stations' answers would wait for them (README, Performance, item 25).
+    """
     configure_logging(settings.log_level)
-    asyncio.run(_serve(settings, database_url, index))
+    if index < settings.workers:
+        asyncio.run(_serve(settings, database_url, []))
+    else:
+        feed_views(database_url)
+
+
+def feed_views(database_url: str) -> None:
+    """Runs every projection (those another node runs already, once it lets go) until SIGINT
+    or SIGTERM."""
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stopping.set())
+    open_store(database_url).close()  # the store's tables, if this process is the first up
+    env = eventsourcing_env(database_url)
+    ensure_views(database_url, env)
+    projections = ProjectionHost(database_url, env, PROJECTIONS)
+    tune_garbage_collection()
+    projections.start()
+    log.info("projections running (process %d)", os.getpid())
+    stopping.wait()
+    log.info("projections stopping")
+    projections.stop()
+    log.info("projections stopped")
 
 
 def open_application(settings: Settings, database_url: str) -> CSMS:
@@ -201,19 +234,18 @@ def _http_socket(settings: Settings) -> socket.socket:
     return sock
 
 
-async def _serve(settings: Settings, database_url: str, worker: int = 0) -> None:
+async def _serve(
+    settings: Settings,
+    database_url: str,
+    projected: Sequence[tuple[type[Projection[Any]], type[SqlView]]],
+) -> None:
+    """Serves stations and the API, and feeds the views of `projected` in threads."""
     env = eventsourcing_env(database_url)
     app = open_application(settings, database_url)
     ensure_views(database_url, env)
     writer = CommandWriter(app)
     writer.start()
-    # The projections read the stored events; with several workers, each runs on one of them.
-    projections = ProjectionHost(
-        database_url,
-        env,
-        PROJECTIONS if settings.store != "memory" and settings.projections == "run" else [],
-        worker=(worker, settings.workers),
-    )
+    projections = ProjectionHost(database_url, env, projected)
     projections.start()
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)
     await pool.open()

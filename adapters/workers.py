@@ -11,7 +11,7 @@ import multiprocessing
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -25,23 +25,27 @@ MAX_BACKOFF = 60.0
 
 
 def supervise(
-    count: int,
+    names: Sequence[str],
     target: Callable[..., None],
     args: tuple[Any, ...],
     on_exit: Callable[[int], None] = lambda pid: None,
 ) -> int:
-    """Runs `target(*args, index)` in `count` processes until SIGINT or SIGTERM.
+    """Runs `target(*args, index)` in a process for each index of `names` (what the log calls
+    it) until SIGINT or SIGTERM.
 
-    `on_exit(pid)` is told of each worker that died. Returns 0 if every worker then stopped
+    `on_exit(pid)` is told of each process that died. Returns 0 if every process then stopped
     cleanly, else 1.
     """
     context = multiprocessing.get_context("spawn")  # no threads or connections inherited
     stopping = threading.Event()
 
     def start(index: int) -> _Worker:
-        process = context.Process(target=target, args=(*args, index), name=f"csms-worker-{index}")
+        name = names[index]
+        process = context.Process(
+            target=target, args=(*args, index), name=f"csms-{name.replace(' ', '-')}"
+        )
         process.start()
-        log.info("worker %d started (pid %s)", index, process.pid)
+        log.info("%s started (pid %s)", name, process.pid)
         return _Worker(process, time.monotonic())
 
     def stop(_signum: int, _frame: object) -> None:
@@ -50,7 +54,7 @@ def supervise(
             if worker.process.is_alive():
                 worker.process.terminate()  # SIGTERM: each worker shuts down as on Ctrl-C
 
-    workers = [start(i) for i in range(count)]
+    workers = [start(i) for i in range(len(names))]
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     while not stopping.wait(CHECK_SECONDS):
@@ -62,8 +66,8 @@ def supervise(
                     on_exit(worker.process.pid)
                 worker.restart_at = time.monotonic() + worker.backoff()
                 log.error(
-                    "worker %d (pid %s) exited with code %s; starting another in %.0f s",
-                    index,
+                    "%s (pid %s) exited with code %s; starting another in %.0f s",
+                    names[index],
                     worker.process.pid,
                     worker.process.exitcode,
                     worker.restart_at - time.monotonic(),

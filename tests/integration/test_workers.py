@@ -7,14 +7,12 @@ import contextlib
 import os
 import re
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
 from ocpp.v16 import call
 
-from adapters.projection_host import STANDBY_SECONDS
 from tests.support import ServerProcess, eventually, graphql, station16
 
 STATIONS = "{ stations { id connected } }"
@@ -50,13 +48,17 @@ async def _charge(server: ServerProcess, station_id: str) -> None:
         )
 
 
-async def test_workers_share_the_load_and_one_that_dies_is_replaced(
+def _started(log: str, name: str) -> list[int]:
+    """The pids the supervisor started processes of that name with, in order."""
+    return [int(pid) for pid in re.findall(rf"{name} started \(pid (\d+)\)", log)]
+
+
+async def test_workers_share_the_stations_and_one_that_dies_is_replaced(
     start_server: Callable[..., ServerProcess], database_url: str
 ) -> None:
     server = start_server(database_url, "--workers", "2")
     # The API answers once one worker is up; the kernel spreads stations over those listening.
     await eventually(lambda: asyncio.to_thread(server.log), lambda log: log.count("ready") == 2)
-    up = time.monotonic()
     async with contextlib.AsyncExitStack() as stack:
         # Held open: each connection stays with the worker the kernel gave it to.
         held = [await stack.enter_async_context(station16(server, f"CP-W{i}")) for i in range(16)]
@@ -68,40 +70,46 @@ async def test_workers_share_the_load_and_one_that_dies_is_replaced(
         )
     pids = {int(node.rsplit(":", 1)[1]) for node in nodes}
     assert server.process is not None and server.process.pid not in pids
-    # Each worker runs its share of the projections.
+    # The views are fed by a process of their own, beside the two that hold stations.
+    log = server.log()
+    (feeder,) = _started(log, "projections")
+    assert set(_started(log, r"worker \d")) == pids and feeder not in pids
     await eventually(
-        lambda: asyncio.to_thread(server.log), lambda log: set(_running_on(log).values()) == pids
+        lambda: asyncio.to_thread(server.log),
+        lambda log: set(_running_on(log).values()) == {feeder},
     )
-
     await asyncio.gather(*(_charge(server, f"CP-TX{i}") for i in range(6)))
     data = await eventually(
         lambda: graphql(server, TRANSACTIONS), lambda d: len(d["transactions"]) == 6
     )
     assert {(t["active"], t["energyWh"]) for t in data["transactions"]} == {(False, "1000")}
 
-    # A worker's standby for the others' share begins STANDBY_SECONDS after it starts.
-    await asyncio.sleep(max(0.0, up + STANDBY_SECONDS - time.monotonic()))
     os.kill(pids.pop(), signal.SIGKILL)
     log = await eventually(
         lambda: asyncio.to_thread(server.log),
-        lambda log: len(re.findall(r"worker \d started", log)) == 3,
+        lambda log: len(_started(log, r"worker \d")) == 3,
         within=15,
     )
-    assert re.search(r"exited with code -9; starting another in \d+ s", log)
-    # The survivor takes over the dead worker's projections; every station is served still.
-    await asyncio.gather(*(_charge(server, f"CP-AFTER{i}") for i in range(6)))
+    assert re.search(r"worker \d \(pid \d+\) exited with code -9; starting another in \d+ s", log)
+    await asyncio.gather(*(_charge(server, f"CP-AFTER{i}") for i in range(6)))  # served still
+
+    # The views' process too is replaced, and its replacement goes on where it stopped.
+    os.kill(feeder, signal.SIGKILL)
+    log = await eventually(
+        lambda: asyncio.to_thread(server.log),
+        lambda log: len(_started(log, "projections")) == 2,
+        within=15,
+    )
+    replacement = _started(log, "projections")[-1]
+    await eventually(
+        lambda: asyncio.to_thread(server.log),
+        lambda log: set(_running_on(log).values()) == {replacement},
+        within=15,
+    )
     data = await eventually(
         lambda: graphql(server, TRANSACTIONS), lambda d: len(d["transactions"]) == 12, within=30
     )
-    # The replacement gets its share of the projections back.
-    replacement = int(re.findall(r"worker \d started \(pid (\d+)\)", log)[-1])
-    log = await eventually(
-        lambda: asyncio.to_thread(server.log),
-        lambda log: replacement in _running_on(log).values(),
-        within=15,
-    )
-    assert "handed back to its owner" in log
-    assert len(set(_running_on(log).values())) == 2
+    assert {(t["active"], t["energyWh"]) for t in data["transactions"]} == {(False, "1000")}
     assert server.stop() == 0
 
 
