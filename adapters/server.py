@@ -193,12 +193,12 @@ def _work(settings: Settings, database_url: str, index: int) -> None:
     if index < settings.workers:
         asyncio.run(_serve(settings, database_url, []))
     else:
-        feed_views(database_url)
+        feed_views(database_url, settings.stop_timeout)
 
 
-def feed_views(database_url: str) -> None:
+def feed_views(database_url: str, stop_timeout: float) -> None:
     """Runs every projection (those another node runs already, once it lets go) until SIGINT
-    or SIGTERM."""
+    or SIGTERM; then stops within `stop_timeout` seconds, or exits with code 1."""
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stopping.set())
@@ -211,7 +211,12 @@ def feed_views(database_url: str) -> None:
     log.info("projections running (process %d)", os.getpid())
     stopping.wait()
     log.info("projections stopping")
-    projections.stop()
+    # A batch waiting on a database that is gone would hold the stop for its retries.
+    stopper = threading.Thread(target=projections.stop, name="stopping", daemon=True)
+    stopper.start()
+    stopper.join(stop_timeout)
+    if stopper.is_alive():
+        _give_up_stopping(stop_timeout, VIEWS_GO_ON)
     log.info("projections stopped")
 
 
@@ -352,13 +357,17 @@ async def _serve(
         log.info("stopped")
 
 
-def _give_up_stopping(seconds: float) -> None:
-    """Exits now: what could not be committed was never answered, so stations send it again."""
+STATIONS_SEND_AGAIN = "what was not committed was not answered, and the stations will send it again"
+VIEWS_GO_ON = "a batch not committed is applied again from the views' stored positions"
+
+
+def _give_up_stopping(seconds: float, consequence: str = STATIONS_SEND_AGAIN) -> None:
+    """Exits now: what could not be committed is done again (`consequence` says how)."""
     log.error(
         "could not stop cleanly within %.0f s (--stop-timeout); the database is probably "
-        "unreachable. Exiting anyway: what was not committed was not answered, and the stations "
-        "will send it again",
+        "unreachable. Exiting anyway: %s",
         seconds,
+        consequence,
     )
     logging.shutdown()
     os._exit(1)  # threads stuck on the database would hold a normal exit
