@@ -78,7 +78,7 @@ def supervise(
             workers[index] = replacement
     for worker in workers:
         worker.process.join()
-    log.info("all workers stopped")
+    log.info("all processes stopped")
     return 0 if all(worker.process.exitcode == 0 for worker in workers) else 1
 
 
