@@ -179,9 +179,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=["run", "elsewhere"],
         default=defaults.projections,
         help="run: this node feeds the views (read models), with --workers 2 or more from a "
-        "process of their own; elsewhere: it feeds "
-        "none, and only holds stations and serves the API (another node on the same database "
-        "must run them, or the views stand still)",
+        "process of their own; elsewhere: it feeds none, and only holds stations and serves the "
+        "API (another node on the same database must run them, or the views stand still)",
     )
     run.add_argument(
         "--log-level",

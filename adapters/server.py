@@ -193,10 +193,10 @@ def _work(settings: Settings, database_url: str, index: int) -> None:
     if index < settings.workers:
         asyncio.run(_serve(settings, database_url, []))
     else:
-        feed_views(database_url, settings.stop_timeout)
+        _feed_views(database_url, settings.stop_timeout)
 
 
-def feed_views(database_url: str, stop_timeout: float) -> None:
+def _feed_views(database_url: str, stop_timeout: float) -> None:
     """Runs every projection (those another node runs already, once it lets go) until SIGINT
     or SIGTERM; then stops within `stop_timeout` seconds, or exits with code 1."""
     stopping = threading.Event()
