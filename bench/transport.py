@@ -162,15 +162,26 @@ async def _station(line: Line, every: float, until: float, echoed: list[int]) ->
         await asyncio.sleep(max(0.0, due - time.monotonic()))
 
 
+async def _show_progress(began: float, echoed: list[int]) -> None:
+    """A line each second: how long it has run, and the messages echoed so far."""
+    while True:
+        await asyncio.sleep(1.0)
+        print(f"  {time.monotonic() - began:5.1f}s  echoed {echoed[0]:>9,}", flush=True)
+
+
 async def _drive(port: int, pid: int, stations: int, rate: float, seconds: float) -> Measured:
     url = f"ws://127.0.0.1:{port}"
     lines = [await open_line(f"{url}/S{index}", "ocpp1.6") for index in range(stations)]
     echoed = [0]
     began, cpu = time.monotonic(), usage.cpu_seconds({pid})
-    async with asyncio.timeout(seconds + ANSWER_WITHIN):
-        await asyncio.gather(
-            *(_station(line, stations / rate, began + seconds, echoed) for line in lines)
-        )
+    progress = asyncio.create_task(_show_progress(began, echoed))
+    try:
+        async with asyncio.timeout(seconds + ANSWER_WITHIN):
+            await asyncio.gather(
+                *(_station(line, stations / rate, began + seconds, echoed) for line in lines)
+            )
+    finally:
+        progress.cancel()
     ended, used = time.monotonic(), usage.cpu_seconds({pid}) - cpu
     await asyncio.gather(*(line.close() for line in lines))
     return Measured("", echoed[0], ended - began, used)
