@@ -119,14 +119,18 @@ class _SansIoConnection(asyncio.Protocol):
 
 
 async def _listen(kind: str, sock: socket.socket, ready: Event) -> None:
+    """Serves on `sock` until the process is terminated."""
+    forever: Callable[[], Awaitable[None]]
     if kind == "websockets":
-        async with serve(_websockets_connection, sock=sock, compression=None, ping_interval=None):
-            ready.set()
-            await asyncio.Future()
-    server = await asyncio.get_running_loop().create_server(_SansIoConnection, sock=sock)
-    async with server:
-        ready.set()
-        await asyncio.Future()
+        websockets_server = await serve(
+            _websockets_connection, sock=sock, compression=None, ping_interval=None
+        )
+        forever = websockets_server.serve_forever
+    else:
+        plain = await asyncio.get_running_loop().create_server(_SansIoConnection, sock=sock)
+        forever = plain.serve_forever
+    ready.set()
+    await forever()
 
 
 def _serve(kind: str, sock: socket.socket, ready: Event) -> None:
@@ -169,7 +173,9 @@ async def _show_progress(began: float, echoed: list[int]) -> None:
         print(f"  {time.monotonic() - began:5.1f}s  echoed {echoed[0]:>9,}", flush=True)
 
 
-async def _drive(port: int, pid: int, stations: int, rate: float, seconds: float) -> Measured:
+async def _drive(
+    kind: str, port: int, pid: int, stations: int, rate: float, seconds: float
+) -> Measured:
     url = f"ws://127.0.0.1:{port}"
     lines = [await open_line(f"{url}/S{index}", "ocpp1.6") for index in range(stations)]
     echoed = [0]
@@ -184,7 +190,7 @@ async def _drive(port: int, pid: int, stations: int, rate: float, seconds: float
         progress.cancel()
     ended, used = time.monotonic(), usage.cpu_seconds({pid}) - cpu
     await asyncio.gather(*(line.close() for line in lines))
-    return Measured("", echoed[0], ended - began, used)
+    return Measured(kind, echoed[0], ended - began, used)
 
 
 def measure(kind: str, stations: int, rate: float, seconds: float) -> Measured:
@@ -199,12 +205,11 @@ def measure(kind: str, stations: int, rate: float, seconds: float) -> Measured:
             raise RuntimeError(f"the {kind} server did not start within 30 s")
         assert server.pid is not None
         port = sock.getsockname()[1]
-        measured = asyncio.run(_drive(port, server.pid, stations, rate, seconds))
+        return asyncio.run(_drive(kind, port, server.pid, stations, rate, seconds))
     finally:
         server.terminate()
         server.join()
         sock.close()
-    return Measured(kind, measured.messages, measured.seconds, measured.server_cpu)
 
 
 def main(argv: list[str] | None = None) -> None:
