@@ -7,7 +7,8 @@ settled on the loop's next turn) and then sends the answer. Everything else the 
 left out, so the difference between the two is what websockets' connection (its receive queue,
 its send context, its flow control) adds. Each server runs in a process of its own, loaded by
 the load generator's own lines (bench.wire) at a fixed rate, and is measured by the CPU time it
-used per message. Rounds alternate the two.
+used per message, read from /proc in clock ticks (10 ms): a run must hold thousands of messages
+for the figure to mean anything. Rounds alternate the two.
 
     python -m bench.transport --stations 500 --rate 1500 --duration 15 --rounds 2
 """
