@@ -78,7 +78,7 @@ class _SansIoConnection(asyncio.Protocol):
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._fragments: list[bytes] = []
         self._transport: asyncio.Transport | None = None
-        self._answering: asyncio.Task[None] | None = None
+        self._answering: asyncio.Task[None] | None = None  # held: asyncio keeps tasks weakly
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
