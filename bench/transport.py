@@ -33,7 +33,7 @@ from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from bench import usage
-from bench.wire import Line, open_line
+from bench.wire import Line, open_line, send_pending
 
 KINDS = ("websockets", "sans-I/O")
 ANSWER_WITHIN = 10.0  # seconds past the run's end: a server that has not answered by then is broken
@@ -112,11 +112,7 @@ class _SansIoConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         assert self._transport is not None
-        for data in self._ws.data_to_send():
-            if data:
-                self._transport.write(data)
-            else:  # the close handshake is done: the server ends the TCP connection
-                self._transport.close()
+        send_pending(self._ws, self._transport)
 
 
 async def _listen(kind: str, sock: socket.socket, ready: Event) -> None:

@@ -18,7 +18,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
-from websockets.protocol import CLOSED, OPEN
+from websockets.protocol import CLOSED, OPEN, Protocol
 from websockets.typing import Subprotocol
 from websockets.uri import WebSocketURI, parse_uri
 
@@ -132,11 +132,7 @@ class Line(asyncio.Protocol):
 
     def _flush(self) -> None:
         assert self._transport is not None
-        for data in self._ws.data_to_send():
-            if data:
-                self._transport.write(data)
-            elif self._transport.can_write_eof():
-                self._transport.write_eof()
+        send_pending(self._ws, self._transport)
 
     def _closed(self) -> ConnectionClosed:
         # A station stops using a line that is closing: taken as closed, the protocol can name
@@ -144,6 +140,16 @@ class Line(asyncio.Protocol):
         if self._ws.state is not CLOSED:
             self._ws.receive_eof()
         return self._ws.close_exc
+
+
+def send_pending(protocol: Protocol, transport: asyncio.Transport) -> None:
+    """Writes what the sans-I/O protocol has to send; an empty chunk means the end of the
+    stream (after the close handshake)."""
+    for data in protocol.data_to_send():
+        if data:
+            transport.write(data)
+        elif transport.can_write_eof():
+            transport.write_eof()
 
 
 @functools.cache
