@@ -199,15 +199,19 @@ def _work(settings: Settings, database_url: str, index: int) -> None:
 def _feed_views(database_url: str, stop_timeout: float) -> None:
     """Runs every projection (those another node runs already, once it lets go) until SIGINT
     or SIGTERM; then stops within `stop_timeout` seconds, or exits with code 1."""
-    stopping = threading.Event()
+    # Until the views run there is nothing to stop cleanly, and a start waiting on the database
+    # (gone, or its schema locked) would hold a stop as long: until then a signal ends it at once.
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda _signum, _frame: stopping.set())
+        signal.signal(signum, signal.SIG_DFL)
     open_store(database_url).close()  # the store's tables, if this process is the first up
     env = eventsourcing_env(database_url)
     ensure_views(database_url, env)
     projections = ProjectionHost(database_url, env, PROJECTIONS)
     tune_garbage_collection()
     projections.start()
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stopping.set())
     log.info("projections running (process %d)", os.getpid())
     stopping.wait()
     log.info("projections stopping")

@@ -57,9 +57,10 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     """Starts `csms serve` processes; each is stopped at the end of the test."""
     started: list[ServerProcess] = []
 
-    def start(database_url: str | None, *extra: str) -> ServerProcess:
+    def start(database_url: str | None, *extra: str, ready: bool = True) -> ServerProcess:
+        """A server; if `ready`, once it answers."""
         log = tmp_path / f"server-{len(started)}.log"
-        server = ServerProcess(log, database_url, *extra).start()
+        server = ServerProcess(log, database_url, *extra).start(ready=ready)
         started.append(server)
         return server
 

@@ -43,7 +43,8 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self._tokens: dict[str, str] = {}
 
-    def start(self, timeout: float = 60) -> ServerProcess:
+    def start(self, timeout: float = 60, ready: bool = True) -> ServerProcess:
+        """Starts the server and, if `ready`, waits until it answers."""
         args = [
             sys.executable,
             "-m",
@@ -62,6 +63,8 @@ class ServerProcess:
             args += ["--database-url", self.database_url]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if not ready:
+            return self
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import psycopg
 from ocpp.v16 import call
 
+from adapters.postgres import SCHEMA_LOCK_KEY
 from tests.support import ServerProcess, eventually, graphql, station16
 
 STATIONS = "{ stations { id connected } }"
@@ -180,3 +181,28 @@ async def test_a_server_whose_database_is_gone_stops_within_its_stop_timeout(
         # for the store's retries, longer than stop() waits.
         assert await asyncio.to_thread(server.stop) == 1
     assert "could not stop cleanly within 3 s (--stop-timeout)" in server.log()
+
+
+def _waiting_for_the_schema(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_server_stopped_while_starting_stops_at_once(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    """Its processes are still waiting for the database (here, for the schema's lock): none
+    has anything to stop cleanly, so none holds the stop."""
+    with psycopg.connect(database_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        server = start_server(database_url, "--workers", "2", ready=False)
+        # Both workers and the views' process, each blocked in its start.
+        await eventually(
+            lambda: asyncio.to_thread(_waiting_for_the_schema, database_url),
+            lambda waiting: waiting == 3,
+        )
+        assert await asyncio.to_thread(server.stop) == 1  # neither stopped cleanly
+    assert "all processes stopped" in server.log()
