@@ -156,6 +156,7 @@ def serve(settings: Settings) -> int:
     _ensure_free(settings.http_host, settings.http_port)
     _tls(settings)  # fails before anything starts if the files cannot be used
     database_url = settings.database_url or start_embedded(settings.data_dir)
+    _name_connections("csms")
     if settings.projections == "elsewhere":
         log.info("views: fed by other nodes on this database (--projections elsewhere), not here")
     if settings.workers > 1:
@@ -191,9 +192,18 @@ def _work(settings: Settings, database_url: str, index: int) -> None:
     """
     configure_logging(settings.log_level)
     if index < settings.workers:
+        _name_connections(f"csms worker {index}")
         asyncio.run(_serve(settings, database_url, []))
     else:
+        _name_connections("csms projections")
         _feed_views(database_url, settings.stop_timeout)
+
+
+def _name_connections(part: str) -> None:
+    """Names this process's database connections (libpq's PGAPPNAME), so that the database's
+    `pg_stat_activity` tells which part of a server each belongs to. An `application_name` in
+    the database URL wins."""
+    os.environ["PGAPPNAME"] = part
 
 
 def _feed_views(database_url: str, stop_timeout: float) -> None:

@@ -207,3 +207,24 @@ async def test_a_server_stopped_while_starting_stops_at_once(
         )
         assert await asyncio.to_thread(server.stop) == 1  # none of them stopped cleanly
     assert "all processes stopped" in server.log()
+
+
+def _connected_as(database_url: str) -> set[str]:
+    with psycopg.connect(database_url, autocommit=True, application_name="test") as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+async def test_each_process_names_its_database_connections(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    """An operator looking at the database's sessions sees which process each belongs to."""
+    start_server(database_url, "--workers", "2")
+    expected = {"csms worker 0", "csms worker 1", "csms projections"}
+    named = await eventually(
+        lambda: asyncio.to_thread(_connected_as, database_url), lambda names: expected <= names
+    )
+    assert named == expected, named  # nothing unnamed
