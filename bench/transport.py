@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 
 from websockets.asyncio.server import ServerConnection, serve
-from websockets.frames import Frame, Opcode
+from websockets.frames import Frame
 from websockets.http11 import Request
 from websockets.protocol import OPEN
 from websockets.server import ServerProtocol
 
 from bench import usage
-from bench.wire import Line, open_line, send_pending
+from bench.wire import Line, Message, open_line, send_pending
 
 KINDS = ("websockets", "sans-I/O")
 ANSWER_WITHIN = 10.0  # seconds past the run's end: a server that has not answered by then is broken
@@ -76,7 +76,7 @@ class _SansIoConnection(asyncio.Protocol):
     def __init__(self) -> None:
         self._ws = ServerProtocol(max_size=1 << 20)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._fragments: list[bytes] = []
+        self._message = Message()
         self._transport: asyncio.Transport | None = None
         self._answering: asyncio.Task[None] | None = None  # held: asyncio keeps tasks weakly
 
@@ -90,11 +90,8 @@ class _SansIoConnection(asyncio.Protocol):
             if isinstance(event, Request):
                 self._ws.send_response(self._ws.accept(event))
                 self._answering = asyncio.ensure_future(_answer(self._queue, self._send))
-            elif isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.CONT):
-                self._fragments.append(bytes(event.data))
-                if event.fin:
-                    self._queue.put_nowait(b"".join(self._fragments).decode())
-                    self._fragments.clear()
+            elif isinstance(event, Frame) and (text := self._message.add(event)) is not None:
+                self._queue.put_nowait(text)
         self._flush()
 
     def eof_received(self) -> bool:

@@ -35,7 +35,7 @@ class Line(asyncio.Protocol):
         self._lost: asyncio.Future[None] = loop.create_future()
         self._transport: asyncio.Transport | None = None
         self._inbox: deque[str] = deque()
-        self._fragments: list[bytes] = []
+        self._message = Message()
         self._waiter: asyncio.Future[None] | None = None
 
     # -- what a station calls -------------------------------------------------------------
@@ -119,12 +119,10 @@ class Line(asyncio.Protocol):
             self._opened.set_result(None)
 
     def _received(self, frame: Frame) -> None:
-        if frame.opcode in (Opcode.TEXT, Opcode.CONT):
-            self._fragments.append(bytes(frame.data))
-            if frame.fin:
-                self._inbox.append(b"".join(self._fragments).decode())
-                self._fragments.clear()
-                self._wake()
+        text = self._message.add(frame)
+        if text is not None:
+            self._inbox.append(text)
+            self._wake()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -140,6 +138,24 @@ class Line(asyncio.Protocol):
         if self._ws.state is not CLOSED:
             self._ws.receive_eof()
         return self._ws.close_exc
+
+
+class Message:
+    """A text message put together from its frames (a fragmented one comes in several)."""
+
+    def __init__(self) -> None:
+        self._fragments: list[bytes] = []
+
+    def add(self, frame: Frame) -> str | None:
+        """The whole message once its last frame has come; None before, or for other frames."""
+        if frame.opcode not in (Opcode.TEXT, Opcode.CONT):
+            return None
+        self._fragments.append(bytes(frame.data))
+        if not frame.fin:
+            return None
+        text = b"".join(self._fragments).decode()
+        self._fragments.clear()
+        return text
 
 
 def send_pending(protocol: Protocol, transport: asyncio.Transport) -> None:
