@@ -160,9 +160,8 @@ def serve(settings: Settings) -> int:
     if settings.projections == "elsewhere":
         log.info("views: fed by other nodes on this database (--projections elsewhere), not here")
     if settings.workers > 1:
-        names = [f"worker {index}" for index in range(settings.workers)]
-        if _feeds_views(settings):
-            names.append("projections")  # the last index: see _work
+        processes = settings.workers + (1 if _feeds_views(settings) else 0)
+        names = [_process_name(settings, index) for index in range(processes)]
         with metrics.shared_by_workers():
             return workers.supervise(names, _work, (settings, database_url), metrics.worker_gone)
     asyncio.run(_serve(settings, database_url, PROJECTIONS if _feeds_views(settings) else []))
@@ -191,12 +190,16 @@ def _work(settings: Settings, database_url: str, index: int) -> None:
     the stations' answers would wait for them (README, Performance, item 25).
     """
     configure_logging(settings.log_level)
+    _name_connections(f"csms {_process_name(settings, index)}")
     if index < settings.workers:
-        _name_connections(f"csms worker {index}")
         asyncio.run(_serve(settings, database_url, []))
     else:
-        _name_connections("csms projections")
         _feed_views(database_url, settings.stop_timeout)
+
+
+def _process_name(settings: Settings, index: int) -> str:
+    """What the log and the database call the process of this index (see `_work`)."""
+    return f"worker {index}" if index < settings.workers else "projections"
 
 
 def _name_connections(part: str) -> None:
