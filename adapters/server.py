@@ -212,10 +212,7 @@ def _name_connections(part: str) -> None:
 def _feed_views(database_url: str, stop_timeout: float) -> None:
     """Runs every projection (those another node runs already, once it lets go) until SIGINT
     or SIGTERM; then stops within `stop_timeout` seconds, or exits with code 1."""
-    # Until the views run there is nothing to stop cleanly, and a start waiting on the database
-    # (gone, or its schema locked) would hold a stop as long: until then a signal ends it at once.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
+    _stop_at_once_on_signals()
     open_store(database_url).close()  # the store's tables, if this process is the first up
     env = eventsourcing_env(database_url)
     ensure_views(database_url, env)
@@ -235,6 +232,23 @@ def _feed_views(database_url: str, stop_timeout: float) -> None:
     if stopper.is_alive():
         _give_up_stopping(stop_timeout, VIEWS_GO_ON)
     log.info("projections stopped")
+
+
+def _stop_at_once_on_signals() -> None:
+    """Makes SIGINT and SIGTERM end the process at once (cleanly: its exit handlers run, and
+    with them the embedded PostgreSQL's stop).
+
+    For a process still starting: it has nothing to stop cleanly yet, and a start waiting on the
+    database (gone, or its schema locked by another node) would hold a stop as long. asyncio's
+    own handler would only cancel its main task, which a start blocked in a call never notices.
+    """
+
+    def stop(signum: int, _frame: object) -> None:
+        log.info("stopped while starting (%s)", signal.Signals(signum).name)
+        raise SystemExit(0)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
 
 
 def open_application(settings: Settings, database_url: str) -> CSMS:
@@ -262,6 +276,7 @@ async def _serve(
     projected: Sequence[tuple[type[Projection[Any]], type[SqlView]]],
 ) -> None:
     """Serves stations and the API, and feeds the views of `projected` in threads."""
+    _stop_at_once_on_signals()  # until the loop's own handlers take over, once it serves
     env = eventsourcing_env(database_url)
     app = open_application(settings, database_url)
     ensure_views(database_url, env)
