@@ -205,6 +205,7 @@ class Totals:
     connected: dict[int, int] = field(default_factory=dict)  # by load process
     peak_connected: int = 0
     peak_rss: int = 0
+    server_programs: set[str] = field(default_factory=set)
     # CPU time used by then, at the first and the last progress line in the measured window.
     cpu: tuple[usage.Sample, usage.Sample] | None = None
     # The server's answer histogram (--metrics), at the first and the last scrape in the window.
@@ -277,6 +278,7 @@ def run(
             server = usage.family(listening + server_pids, parents)
             server_rss = usage.resident(server)
             totals.peak_rss = max(totals.peak_rss, server_rss)
+            totals.server_programs |= usage.executables(server)
             answered = totals.answered()
             if window[0] <= now <= window[1]:
                 taken = usage.sample(answered, server, usage.family([os.getpid()], parents))
@@ -343,6 +345,7 @@ def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
     lines += [f"{kind:<30}  {count}" for kind, count in sorted(totals.notes.items())]
     if totals.peak_rss:
         lines.append(f"server RSS      peak {totals.peak_rss / 2**20:.0f} MiB")
+    lines.append(usage.interpreters(totals.server_programs))
     if totals.cpu:
         lines += usage.cpu_report(*totals.cpu, server_known=totals.peak_rss > 0)
     lines.append("targets")

@@ -4,6 +4,8 @@ port, and of theirs; and how busy the machine's cores are."""
 from __future__ import annotations
 
 import os
+import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +77,25 @@ def resident(members: set[int]) -> int:
         except OSError:
             continue
     return found
+
+
+def executables(members: set[int]) -> set[str]:
+    """The programs the processes run (their interpreter, for Python), as paths."""
+    found = set()
+    for pid in members:
+        try:
+            found.add(os.readlink(PROC / str(pid) / "exe"))
+        except OSError:
+            continue  # gone, or not ours to read
+    return found
+
+
+def interpreters(server: set[str]) -> str:
+    """This load's Python and the server's programs: a build's own speed (its optimisations)
+    varies more than a change's, so a figure says which ran."""
+    load = f"{os.path.realpath(sys.executable)} ({platform.python_version()})"
+    ran = f"; server {', '.join(sorted(server))}" if server else ""
+    return f"interpreters    this load {load}{ran}"
 
 
 def cpu_seconds(members: set[int]) -> float:

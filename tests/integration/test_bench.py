@@ -156,6 +156,10 @@ def test_the_load_reports_the_cores_a_local_server_used(shared_server: ServerPro
     assert found, done.stdout
     assert float(found[1]) > 0 and float(found[2]) > 0, done.stdout
     assert re.search(r"server [\d.]+ cores per 1,000 msg/s answered", done.stdout), done.stdout
+    # Which interpreter ran each: the server here is this test's own.
+    python = os.path.realpath(sys.executable)
+    assert f"interpreters    this load {python} (" in done.stdout, done.stdout
+    assert f"; server {python}\n" in done.stdout, done.stdout
     # And the server's own count of its answer times, from its /metrics, over the same window.
     own = re.search(r"\n  server +(\d+)  p50 +([\d.]+) ms .* p99 +([\d.]+) ms", done.stdout)
     assert own and int(own[1]) > 0 and 0 < float(own[2]) <= float(own[3]), done.stdout
