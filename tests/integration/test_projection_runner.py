@@ -31,7 +31,7 @@ from domain.station import ChargingStation
 from domain.tariffs import Prices
 from domain.transaction import Transaction
 from projections import queries
-from projections.base import Kept
+from projections.base import STAGED_BEFORE_TRUNCATE, Kept
 from projections.billing import BillingProjection, BillingView
 from projections.event_log import EventLogProjection, EventLogView
 from projections.station_status import StationStatusProjection, StationStatusView
@@ -276,6 +276,36 @@ def test_a_row_written_whole_lands_as_last_written(database_url: str) -> None:
     assert seen_within == [["first"]]
     assert after_batch == [("second", [], False)]  # the columns not written keep their defaults
     assert unbatched == [("unbatched",)]
+
+
+def test_a_staging_table_is_truncated_once_enough_rows_passed_through_it(database_url: str) -> None:
+    """Each batch moves its rows out of the staging table, leaving dead rows; they are truncated
+    once STAGED_BEFORE_TRUNCATE rows have passed, not at every commit (which cost PostgreSQL
+    more than the batch's rows), so the table stays small and every row lands."""
+    env = {**_views(database_url), "POSTGRES_MAX_OVERFLOW": "0"}  # one connection throughout
+    per_batch = STAGED_BEFORE_TRUNCATE // 3 + 1  # the third batch passes the mark
+
+    def written(cursor: Any) -> None:
+        for _ in range(per_batch):
+            row = {"transaction_uuid": uuid4(), "station_id": "CS-1", "updated_at": T0}
+            row["transaction_key"] = str(row["transaction_uuid"])
+            runner.view.write_row(
+                cursor, "transactions", "transaction_uuid", row["transaction_uuid"], row
+            )
+
+    sizes = []
+    with BatchRunner(env, TransactionsProjection, TransactionsView) as runner:
+        for position in range(1, 5):
+            with runner.view.batch():
+                runner.view.record_with(Tracking("CSMS", position), written)
+            with runner.view.datastore.transaction(commit=False) as cursor:
+                cursor.execute("SELECT pg_relation_size('staged_transactions') AS size")
+                sizes.append(cursor.fetchone()["size"])
+    assert sizes[0] > 0 and sizes[1] > sizes[0], sizes  # dead rows, kept for now
+    assert sizes[2] == 0 and sizes[3] > 0, sizes  # truncated once past the mark, then anew
+    with psycopg.connect(database_url) as conn:
+        landed = conn.execute("SELECT count(*) FROM transactions").fetchone()
+    assert landed == (4 * per_batch,)
 
 
 def test_a_view_that_forgot_a_station_numbered_transaction_folds_it_from_the_store(
