@@ -142,7 +142,7 @@ async def history(
         where.append("station_id = %s")
         params.append(station_id)
     if aggregate_ids is not None:
-        where.append("aggregate_id = ANY(%s)")
+        where.append("events.originator_id = ANY(%s)")  # by the store's key
         params.append(aggregate_ids)
     if since is not None:
         where.append("recorded_at >= %s")
