@@ -223,7 +223,10 @@ def _feed_views(database_url: str, stop_timeout: float) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stopping.set())
     log.info("projections running (process %d)", os.getpid())
-    stopping.wait()
+    # A signal's handler runs in the main thread, and a wait with no timeout is not woken when
+    # the kernel hands the signal to another thread (a projection's): this one wakes to let it.
+    while not stopping.wait(SIGNALS_HANDLED_WITHIN):
+        pass
     log.info("projections stopping")
     # A batch waiting on a database that is gone would hold the stop for its retries.
     stopper = threading.Thread(target=projections.stop, name="stopping", daemon=True)
@@ -388,6 +391,8 @@ async def _serve(
             _give_up_stopping(settings.stop_timeout)
         log.info("stopped")
 
+
+SIGNALS_HANDLED_WITHIN = 0.5  # seconds
 
 STATIONS_SEND_AGAIN = "what was not committed was not answered, and the stations will send it again"
 VIEWS_GO_ON = "a batch not committed is applied again from the views' stored positions"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import platform
 import re
 import signal
 import time
@@ -215,6 +217,38 @@ async def test_a_server_stopped_while_starting_stops_at_once(
     # Ctrl-C reaches a single process itself, and the processes of several as the SIGTERM of
     # their supervisor.
     assert server.log().count("stopped while starting (SIG") == blocked
+
+
+# Linux's tgkill(2), which signals one thread of a process, by machine.
+_TGKILL = {"x86_64": 234, "aarch64": 131}
+
+
+def _signal_thread(pid: int, thread: int, signum: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(_TGKILL[platform.machine()], pid, thread, signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {thread}) failed")
+
+
+async def test_the_views_process_stops_on_a_signal_that_reached_another_of_its_threads(
+    start_server: Callable[..., ServerProcess], database_url: str
+) -> None:
+    """The kernel may hand a process's SIGTERM to any of its threads; Python runs the handler in
+    the main thread only, which must wake for it."""
+    server = start_server(database_url, "--workers", "2")
+    log = await eventually(
+        lambda: asyncio.to_thread(server.log), lambda text: "projections running" in text
+    )
+    found = re.search(r"projections started \(pid (\d+)\)", log)
+    assert found, log
+    views = int(found[1])
+    others = [int(t) for t in os.listdir(f"/proc/{views}/task") if int(t) != views]
+    assert others, "the views' process runs its projections in threads"
+    _signal_thread(views, others[0], signal.SIGTERM)
+    await eventually(
+        lambda: asyncio.to_thread(server.log),
+        lambda text: "projections stopped" in text,
+        within=5,
+    )
 
 
 def _connected_as(database_url: str) -> set[str]:
