@@ -59,6 +59,9 @@ from projections.transactions import TransactionsProjection, TransactionsView
 
 log = logging.getLogger("csms")
 
+# Seconds within which a waiting main thread runs a signal's handler (see `_feed_views`).
+SIGNALS_HANDLED_WITHIN = 0.5
+
 PROJECTIONS: list[tuple[type[Projection[Any]], type[SqlView]]] = [
     (StationStatusProjection, StationStatusView),
     (TransactionsProjection, TransactionsView),
@@ -391,8 +394,6 @@ async def _serve(
             _give_up_stopping(settings.stop_timeout)
         log.info("stopped")
 
-
-SIGNALS_HANDLED_WITHIN = 0.5  # seconds
 
 STATIONS_SEND_AGAIN = "what was not committed was not answered, and the stations will send it again"
 VIEWS_GO_ON = "a batch not committed is applied again from the views' stored positions"

@@ -388,20 +388,20 @@ class _CursorPerStatement:
             row = _called(params)
             written.setdefault((table, key_columns, tuple(row)), []).append(tuple(row.values()))
         appended, self._rows, self._appended = self._appended, {}, {}
-        upserts = []
+        statements = []  # each table's upsert, and now and then its staging table's truncation
         self._pipeline.close()  # COPY cannot run in a pipeline
         for (table, key_columns, columns), rows in written.items():
             staging = self._catalog.staging(self._connection, table)
             self._copy(table, staging, columns, rows)
-            upserts.append(_upsert(table, key_columns, columns, staging))
+            statements.append(_upsert(table, key_columns, columns, staging))
             if self._catalog.staged(self._connection, table, len(rows)):
-                upserts.append(SQL("TRUNCATE {}").format(Identifier(staging)))
+                statements.append(SQL("TRUNCATE {}").format(Identifier(staging)))
         for (table, columns), rows in appended.items():
             self._copy(table, table, columns, rows)
         self._pipeline.enter_context(self._connection.pipeline())
-        for upsert in upserts:
+        for statement in statements:
             self._last = self._connection.cursor()
-            self._last.execute(upsert)
+            self._last.execute(statement)
 
     def _copy(
         self, table: str, into: str, columns: Sequence[str], rows: list[Sequence[Any]]
