@@ -215,13 +215,13 @@ def _name_connections(part: str) -> None:
 def _feed_views(database_url: str, stop_timeout: float) -> None:
     """Runs every projection (those another node runs already, once it lets go) until SIGINT
     or SIGTERM; then stops within `stop_timeout` seconds, or exits with code 1."""
-    _stop_at_once_on_signals()
-    open_store(database_url).close()  # the store's tables, if this process is the first up
-    env = eventsourcing_env(database_url)
-    ensure_views(database_url, env)
-    projections = ProjectionHost(database_url, env, PROJECTIONS)
-    tune_garbage_collection()
-    projections.start()
+    with _stopped_at_once_by_signals():
+        open_store(database_url).close()  # the store's tables, if this process is the first up
+        env = eventsourcing_env(database_url)
+        ensure_views(database_url, env)
+        projections = ProjectionHost(database_url, env, PROJECTIONS)
+        tune_garbage_collection()
+        projections.start()
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda _signum, _frame: stopping.set())
@@ -240,21 +240,27 @@ def _feed_views(database_url: str, stop_timeout: float) -> None:
     log.info("projections stopped")
 
 
-def _stop_at_once_on_signals() -> None:
-    """Makes SIGINT and SIGTERM end the process at once (cleanly: its exit handlers run, and
-    with them the embedded PostgreSQL's stop).
+@contextlib.contextmanager
+def _stopped_at_once_by_signals() -> Iterator[None]:
+    """Within it, SIGINT and SIGTERM end the process at once (cleanly: its exit handlers run, and
+    with them the embedded PostgreSQL's stop); after it, the handlers before it are back.
 
-    For a process still starting: it has nothing to stop cleanly yet, and a start waiting on the
+    For a start's blocking part: nothing is there to stop cleanly yet, and a start waiting on the
     database (gone, or its schema locked by another node) would hold a stop as long. asyncio's
-    own handler would only cancel its main task, which a start blocked in a call never notices.
+    own handler would only cancel its main task, which a blocked call never notices; raised in a
+    running event loop, though, the exit could be lost in whatever coroutine it lands in.
     """
 
     def stop(signum: int, _frame: object) -> None:
         log.info("stopped while starting (%s)", signal.Signals(signum).name)
         raise SystemExit(0)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, stop)
+    before = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def open_application(settings: Settings, database_url: str) -> CSMS:
@@ -282,14 +288,14 @@ async def _serve(
     projected: Sequence[tuple[type[Projection[Any]], type[SqlView]]],
 ) -> None:
     """Serves stations and the API, and feeds the views of `projected` in threads."""
-    _stop_at_once_on_signals()  # until the loop's own handlers take over, once it serves
-    env = eventsourcing_env(database_url)
-    app = open_application(settings, database_url)
-    ensure_views(database_url, env)
-    writer = CommandWriter(app)
-    writer.start()
-    projections = ProjectionHost(database_url, env, projected)
-    projections.start()
+    with _stopped_at_once_by_signals():  # the start's blocking part
+        env = eventsourcing_env(database_url)
+        app = open_application(settings, database_url)
+        ensure_views(database_url, env)
+        writer = CommandWriter(app)
+        writer.start()
+        projections = ProjectionHost(database_url, env, projected)
+        projections.start()
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)
     await pool.open()
     node = f"{socket.gethostname()}:{os.getpid()}"
