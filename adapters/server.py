@@ -251,8 +251,12 @@ def _stopped_at_once_by_signals() -> Iterator[None]:
     running event loop, though, the exit could be lost in whatever coroutine it lands in.
     """
 
+    signalled: list[int] = []
+
     def stop(signum: int, _frame: object) -> None:
-        log.info("stopped while starting (%s)", signal.Signals(signum).name)
+        if not signalled:
+            log.info("stopped while starting (%s)", signal.Signals(signum).name)
+        signalled.append(signum)
         raise SystemExit(0)
 
     before = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
@@ -261,6 +265,8 @@ def _stopped_at_once_by_signals() -> Iterator[None]:
     finally:
         for signum, handler in before.items():
             signal.signal(signum, handler)
+    if signalled:  # raised where it was lost (a finaliser's exceptions are ignored): exit now
+        raise SystemExit(0)
 
 
 def open_application(settings: Settings, database_url: str) -> CSMS:
