@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -14,7 +15,7 @@ import socket
 import ssl
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,6 +289,24 @@ def _http_socket(settings: Settings) -> socket.socket:
     return sock
 
 
+class _Stops:
+    """The stops of what has started, run in the reverse order, each awaited in turn: a stop
+    cut short (by the stop timeout) cuts the rest short too, where an `AsyncExitStack` would go
+    on to each of them."""
+
+    def __init__(self) -> None:
+        self._stops: list[Callable[[], Awaitable[object] | None]] = []
+
+    def add(self, stop: Callable[[], Awaitable[object] | None]) -> None:
+        self._stops.append(stop)
+
+    async def stop(self) -> None:
+        while self._stops:
+            stopping = self._stops.pop()()
+            if stopping is not None:
+                await stopping
+
+
 async def _serve(
     settings: Settings,
     database_url: str,
@@ -302,13 +321,62 @@ async def _serve(
         writer.start()
         projections = ProjectionHost(database_url, env, projected)
         projections.start()
+    running = _Stops()
+    running.add(app.close)
+    running.add(functools.partial(asyncio.to_thread, projections.stop))
+    running.add(functools.partial(asyncio.to_thread, writer.stop))
+    starting = asyncio.current_task()
+    assert starting is not None
+    http: _Uvicorn | None = None
+    ended_start: list[signal.Signals] = []
+
+    def stop(signum: signal.Signals) -> None:
+        """Once serving, ends the API's server, and with it the serving; before that, ends the
+        start (a part it awaits may wait long: on the database, say), once."""
+        if http is not None:
+            http.should_exit = True
+        elif not ended_start:
+            ended_start.append(signum)
+            log.info("stopped while starting (%s)", signum.name)
+            starting.cancel()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        http = await _start(settings, database_url, app, writer, running)
+        await http.serve(sockets=[_http_socket(settings)])
+    except asyncio.CancelledError:
+        if not ended_start:
+            raise
+        starting.uncancel()  # the stop of what started awaits, and must not be cancelled too
+    finally:
+        log.info("shutting down")
+        try:
+            await asyncio.wait_for(running.stop(), settings.stop_timeout)
+        except TimeoutError:
+            _give_up_stopping(settings.stop_timeout)
+        log.info("stopped")
+
+
+async def _start(
+    settings: Settings,
+    database_url: str,
+    app: CSMS,
+    writer: CommandWriter,
+    running: _Stops,
+) -> _Uvicorn:
+    """Starts what serves stations, putting each part's stop on `running`; returns the API's
+    server, to serve."""
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=8, open=False)
     await pool.open()
+    running.add(pool.close)
     node = f"{socket.gethostname()}:{os.getpid()}"
     journal = FrameJournal(pool, settings.frame_retention_days)
     admission = by_backlog(writer.backlog, settings.max_boot_backlog)
     loop_lag = LoopLag()
     loop_lag.start()
+    running.add(loop_lag.stop)
     credentials = StationCredentials(pool, settings.unknown_stations == "accept")
     gateway = OcppGateway(
         [
@@ -324,6 +392,7 @@ async def _serve(
         authenticate=credentials.check,
     )
     await journal.start()
+    running.add(journal.stop)
     notifications = Notifications(
         database_url,
         pool,
@@ -333,6 +402,7 @@ async def _serve(
     notifications.on(station_credentials.CHANGED_CHANNEL, credentials.changed)
     notifications.on_listening(credentials.listening)
     await notifications.start()
+    running.add(notifications.stop)
     await credentials.ready()
     router = CommandRouter(
         gateway, writer.submit, app.read_fresh, notifications, node, settings.command_timeout
@@ -357,18 +427,12 @@ async def _serve(
         share_port=settings.workers > 1,
         tls=_tls(settings),
     )
-    http = _Uvicorn(
-        uvicorn.Config(
-            create_app(pool, backend),
-            host=settings.http_host,
-            port=settings.http_port,
-            log_level=settings.log_level.lower(),
-            lifespan="off",
-        )
-    )
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, lambda: setattr(http, "should_exit", True))
+
+    async def close_stations() -> None:
+        ocpp_server.close()  # closes station connections; their disconnects are recorded
+        await ocpp_server.wait_closed()
+
+    running.add(close_stations)
     log.info(
         "CSMS ready: stations connect to %s://%s:%d/<station-id>, GraphQL at http://%s:%d/graphql",
         "wss" if settings.tls_cert else "ws",
@@ -384,27 +448,15 @@ async def _serve(
         else "registered ones only (csms station add)",
         "over TLS" if settings.tls_cert else "passwords travel unencrypted (--tls-cert)",
     )
-
-    async def shut_down() -> None:
-        ocpp_server.close()  # closes station connections; their disconnects are recorded
-        await ocpp_server.wait_closed()
-        await notifications.stop()
-        await journal.stop()
-        await loop_lag.stop()
-        await asyncio.to_thread(writer.stop)
-        await asyncio.to_thread(projections.stop)
-        await pool.close()
-        app.close()
-
-    try:
-        await http.serve(sockets=[_http_socket(settings)])
-    finally:
-        log.info("shutting down")
-        try:
-            await asyncio.wait_for(shut_down(), settings.stop_timeout)
-        except TimeoutError:
-            _give_up_stopping(settings.stop_timeout)
-        log.info("stopped")
+    return _Uvicorn(
+        uvicorn.Config(
+            create_app(pool, backend),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_level=settings.log_level.lower(),
+            lifespan="off",
+        )
+    )
 
 
 STATIONS_SEND_AGAIN = "what was not committed was not answered, and the stations will send it again"

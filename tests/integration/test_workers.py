@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from ocpp.v16 import call
 
+from adapters import station_credentials
 from adapters.postgres import SCHEMA_LOCK_KEY
 from tests.support import ServerProcess, eventually, graphql, station16
 
@@ -217,6 +218,44 @@ async def test_a_server_stopped_while_starting_stops_at_once(
     # Ctrl-C reaches a single process itself, and the processes of several as the SIGTERM of
     # their supervisor.
     assert server.log().count("stopped while starting (SIG") == blocked
+
+
+def _reading_credentials(database_url: str) -> int:
+    """Sessions waiting for a lock to read the station credentials."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE 'SELECT station_id, password_salt%%' AND datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_server_stopped_while_its_event_loop_starts_stops_cleanly(
+    start_server: Callable[..., ServerProcess], database_url: str, workers: int
+) -> None:
+    """Past its blocking part, a worker's start awaits the database too (here, the station
+    credentials it reads before it lets stations in): a stop then ends the start and stops what
+    it started, in each worker."""
+    with psycopg.connect(database_url) as holder:
+        holder.execute(station_credentials.TABLE_SQL)
+        holder.commit()
+        holder.execute("LOCK TABLE station_credentials IN ACCESS EXCLUSIVE MODE")
+        server = start_server(database_url, "--workers", str(workers), ready=False)
+        await eventually(
+            lambda: asyncio.to_thread(_reading_credentials, database_url),
+            lambda waiting: waiting == workers,
+        )
+        if workers > 1:  # the views' process reads no credentials: it starts to the end
+            await eventually(
+                lambda: asyncio.to_thread(server.log), lambda log: "projections running" in log
+            )
+        started = time.monotonic()
+        assert await asyncio.to_thread(server.stop) == 0
+        assert time.monotonic() - started < 10  # not the stop timeout (20 s), nor a kill
+    log = server.log()
+    assert log.count("stopped while starting (SIG") == workers
+    assert "Traceback" not in log
 
 
 # Linux's tgkill(2), which signals one thread of a process, by machine.
