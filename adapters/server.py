@@ -328,15 +328,16 @@ async def _serve(
     starting = asyncio.current_task()
     assert starting is not None
     http: _Uvicorn | None = None
-    ended_start: list[signal.Signals] = []
+    start_ended = False
 
     def stop(signum: signal.Signals) -> None:
         """Once serving, ends the API's server, and with it the serving; before that, ends the
         start (a part it awaits may wait long: on the database, say), once."""
+        nonlocal start_ended
         if http is not None:
             http.should_exit = True
-        elif not ended_start:
-            ended_start.append(signum)
+        elif not start_ended:
+            start_ended = True
             log.info("stopped while starting (%s)", signum.name)
             starting.cancel()
 
@@ -347,7 +348,7 @@ async def _serve(
         http = await _start(settings, database_url, app, writer, running)
         await http.serve(sockets=[_http_socket(settings)])
     except asyncio.CancelledError:
-        if not ended_start:
+        if not start_ended:
             raise
         starting.uncancel()  # the stop of what started awaits, and must not be cancelled too
     finally:
