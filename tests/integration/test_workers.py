@@ -188,13 +188,25 @@ async def test_a_server_whose_database_is_gone_stops_within_its_stop_timeout(
     assert "could not stop cleanly within 3 s (--stop-timeout)" in server.log()
 
 
-def _waiting_for_the_schema(database_url: str) -> int:
+# The sessions a server's start blocks in: on the schema's lock, or on the credentials' table.
+WAITING_FOR_THE_SCHEMA = "wait_event = 'advisory'"
+READING_CREDENTIALS = "wait_event_type = 'Lock' AND query LIKE 'SELECT station_id, password_salt%%'"
+
+
+def _sessions_waiting(database_url: str, condition: str) -> int:
+    """The sessions of this database that meet `condition` (on `pg_stat_activity`)."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity"
-            " WHERE wait_event = 'advisory' AND datname = current_database()"
+            f" WHERE {condition} AND datname = current_database()"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+async def _stops_at_once(server: ServerProcess) -> None:
+    started = time.monotonic()
+    assert await asyncio.to_thread(server.stop) == 0
+    assert time.monotonic() - started < 10  # not the stop timeout (20 s), nor a kill
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -209,25 +221,13 @@ async def test_a_server_stopped_while_starting_stops_at_once(
         # Each worker, and the views' process beside several, blocked in its start.
         blocked = workers if workers == 1 else workers + 1
         await eventually(
-            lambda: asyncio.to_thread(_waiting_for_the_schema, database_url),
+            lambda: asyncio.to_thread(_sessions_waiting, database_url, WAITING_FOR_THE_SCHEMA),
             lambda waiting: waiting == blocked,
         )
-        started = time.monotonic()
-        assert await asyncio.to_thread(server.stop) == 0
-        assert time.monotonic() - started < 10  # not the stop timeout (20 s), nor a kill
+        await _stops_at_once(server)
     # Ctrl-C reaches a single process itself, and the processes of several as the SIGTERM of
     # their supervisor.
     assert server.log().count("stopped while starting (SIG") == blocked
-
-
-def _reading_credentials(database_url: str) -> int:
-    """Sessions waiting for a lock to read the station credentials."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND query LIKE 'SELECT station_id, password_salt%%' AND datname = current_database()"
-        ).fetchone()
-    return int(row[0]) if row else 0
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -243,16 +243,14 @@ async def test_a_server_stopped_while_its_event_loop_starts_stops_cleanly(
         holder.execute("LOCK TABLE station_credentials IN ACCESS EXCLUSIVE MODE")
         server = start_server(database_url, "--workers", str(workers), ready=False)
         await eventually(
-            lambda: asyncio.to_thread(_reading_credentials, database_url),
+            lambda: asyncio.to_thread(_sessions_waiting, database_url, READING_CREDENTIALS),
             lambda waiting: waiting == workers,
         )
         if workers > 1:  # the views' process reads no credentials: it starts to the end
             await eventually(
                 lambda: asyncio.to_thread(server.log), lambda log: "projections running" in log
             )
-        started = time.monotonic()
-        assert await asyncio.to_thread(server.stop) == 0
-        assert time.monotonic() - started < 10  # not the stop timeout (20 s), nor a kill
+        await _stops_at_once(server)
     log = server.log()
     assert log.count("stopped while starting (SIG") == workers
     assert "Traceback" not in log
