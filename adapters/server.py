@@ -252,12 +252,13 @@ def _stopped_at_once_by_signals() -> Iterator[None]:
     running event loop, though, the exit could be lost in whatever coroutine it lands in.
     """
 
-    signalled: list[int] = []
+    signalled = False
 
     def stop(signum: int, _frame: object) -> None:
+        nonlocal signalled
         if not signalled:
             log.info("stopped while starting (%s)", signal.Signals(signum).name)
-        signalled.append(signum)
+        signalled = True
         raise SystemExit(0)
 
     before = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
