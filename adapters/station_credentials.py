@@ -120,9 +120,24 @@ class StationCredentials:
         self._reading: asyncio.Task[None] | None = None
         self.on_change: Callable[[str], None] = lambda station_id: None
 
-    async def ready(self, within: float = 30) -> None:
-        """Waits for the first whole read (started by `listening`)."""
-        await asyncio.wait_for(self._loaded.wait(), within)
+    async def ready(self, report_every: float = 30) -> None:
+        """Waits for the first whole read (started by `listening`), however long it takes (no
+        station is let in before its credentials are known), saying so every `report_every`
+        seconds."""
+        waited = 0.0
+        while True:
+            try:
+                await asyncio.wait_for(self._loaded.wait(), report_every)
+            except TimeoutError:
+                waited += report_every
+                log.warning(
+                    "still reading the station credentials after %.0f s: stations are let in "
+                    "once they are read (is the station_credentials table locked by another "
+                    "session, or the database overloaded? pg_stat_activity shows who waits)",
+                    waited,
+                )
+            else:
+                return
 
     def check(self, station_id: str, authorization: str | None, certified: bool) -> Verdict:
         credentials = self._known.get(station_id)

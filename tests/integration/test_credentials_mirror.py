@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.station_credentials import StationCredentials, Verdict, generate_password, register
+from adapters.station_credentials import (
+    TABLE_SQL,
+    StationCredentials,
+    Verdict,
+    generate_password,
+    register,
+)
 
 PASSWORD = generate_password()
 
@@ -40,5 +47,27 @@ async def test_a_change_read_back_too_late_still_comes_into_force(database_url: 
         # The caller gave up, not the reading: it goes on once a connection is free.
         await asyncio.wait_for(later.wait(), 5)
         assert mirror.check(*admitted) is Verdict.ADMITTED
+    finally:
+        await pool.close()
+
+
+async def test_a_node_waits_for_the_credentials_as_long_as_they_are_locked(
+    database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No station may in before the credentials are known; a start waits for them, saying so."""
+    pool = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
+    await pool.open()
+    mirror = StationCredentials(pool, accept_unknown=False)
+    try:
+        with psycopg.connect(database_url) as locker:
+            locker.execute(TABLE_SQL)
+            locker.execute("LOCK TABLE station_credentials IN ACCESS EXCLUSIVE MODE")
+            mirror.listening()
+            ready = asyncio.ensure_future(mirror.ready(report_every=0.1))
+            with caplog.at_level(logging.WARNING, "adapters.station_credentials"):
+                await asyncio.sleep(0.5)
+            assert not ready.done()
+            assert "still reading the station credentials" in caplog.text
+        await asyncio.wait_for(ready, 5)  # the lock is gone with its transaction
     finally:
         await pool.close()
