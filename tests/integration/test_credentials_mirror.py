@@ -54,7 +54,7 @@ async def test_a_change_read_back_too_late_still_comes_into_force(database_url: 
 async def test_a_node_waits_for_the_credentials_as_long_as_they_are_locked(
     database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """No station may in before the credentials are known; a start waits for them, saying so."""
+    """No station comes in before the credentials are known: a start waits for them, saying so."""
     pool = AsyncConnectionPool(database_url, min_size=1, max_size=1, open=False)
     await pool.open()
     mirror = StationCredentials(pool, accept_unknown=False)
