@@ -39,10 +39,12 @@ POLL_SECONDS = 1.0
 # A caught-up projection waits for the store's notification of a commit, or this long at most.
 IDLE_SECONDS = 0.5
 # A projection that keeps up steps at most once in this long, so that the events of many commits
-# make one batch: each step reads the store twice and commits once, however few events it brings
-# (often none). Stepping at every commit cost the server 0.3 of a core, and PostgreSQL 0.13, at
-# 1,900 msg/s.
-GATHER_SECONDS = 0.1
+# make one batch: each step reads the store twice, copies each table's rows and commits once,
+# however few events it brings (often none). Stepping at every commit cost the server 0.3 of a
+# core, and PostgreSQL 0.13, at 1,900 msg/s; stepping every 0.1 s instead of every 0.25 s cost
+# the views' process 0.07 of a core, and PostgreSQL 0.03, at 2,400 (README, Performance, item
+# 29). The read side trails by up to this much more, a quarter of the 1 s it is allowed.
+GATHER_SECONDS = 0.25
 
 
 def lock_key(projection: ProjectionClass) -> int:
