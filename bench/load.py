@@ -320,8 +320,9 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
-    """The figures, then the targets with their verdicts."""
+def report(plan: Plan, totals: Totals, elapsed: float, loop_us: float) -> list[str]:
+    """The figures, then the targets with their verdicts; `loop_us`: the machine's speed, as
+    `usage.loop_microseconds` timed it before the load."""
     lines = [
         f"stations        {plan.stations} ({plan.share_201:.0%} OCPP 2.0.1), "
         f"{plan.processes} load processes, peak {totals.peak_connected} connected",
@@ -346,6 +347,7 @@ def report(plan: Plan, totals: Totals, elapsed: float) -> list[str]:
     if totals.peak_rss:
         lines.append(f"server RSS      peak {totals.peak_rss / 2**20:.0f} MiB")
     lines.append(usage.interpreters(totals.server_programs))
+    lines.append(usage.machine_speed(loop_us))
     if totals.cpu:
         lines += usage.cpu_report(*totals.cpu, server_known=totals.peak_rss > 0)
     lines.append("targets")
@@ -400,13 +402,14 @@ def main(argv: list[str] | None = None) -> None:
         ca=args.ca,
     )
     _check_reachable(args.graphql, args.token, args.metrics)
+    loop_us = usage.loop_microseconds()  # while the cores are free of the load
     probe = readside.LagProbe(args.graphql, args.token) if args.graphql else None
     if probe is not None:
         probe.start()
     began = time.time()
     totals = run(plan, args.server_pid, probe, args.metrics)
     elapsed = time.time() - began
-    lines = report(plan, totals, elapsed)
+    lines = report(plan, totals, elapsed, loop_us)
     if probe is not None:
         probe.stop()
         lines += asyncio.run(

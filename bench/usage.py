@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 import time
+import timeit
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,21 @@ def interpreters(server: set[str]) -> str:
     load = f"{os.path.realpath(sys.executable)} ({platform.python_version()})"
     ran = f"; server {', '.join(sorted(server))}" if server else ""
     return f"interpreters    this load {load}{ran}"
+
+
+def loop_microseconds() -> float:
+    """How long this interpreter takes for `sum(range(1000))`, the best of five rounds: the
+    loop `python -m timeit` times. This machine's speed varies from hour to hour by more than
+    most changes do, so a figure is comparable only with those taken at a like speed."""
+    rounds = timeit.repeat("sum(range(1000))", number=2000, repeat=5)
+    return min(rounds) / 2000 * 1e6
+
+
+def machine_speed(microseconds: float) -> str:
+    return (
+        f"machine speed   sum(range(1000)) in {microseconds:.1f} us on this load's interpreter, "
+        "before the load (compare figures taken at like speeds)"
+    )
 
 
 def cpu_seconds(members: set[int]) -> float:

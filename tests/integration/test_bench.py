@@ -160,6 +160,9 @@ def test_the_load_reports_the_cores_a_local_server_used(shared_server: ServerPro
     python = os.path.realpath(sys.executable)
     assert f"interpreters    this load {python} (" in done.stdout, done.stdout
     assert f"; server {python}\n" in done.stdout, done.stdout
+    # And how fast the machine was, timed before the load began.
+    speed = re.search(r"machine speed +sum\(range\(1000\)\) in ([\d.]+) us", done.stdout)
+    assert speed and float(speed[1]) > 0, done.stdout
     # And the server's own count of its answer times, from its /metrics, over the same window.
     own = re.search(r"\n  server +(\d+)  p50 +([\d.]+) ms .* p99 +([\d.]+) ms", done.stdout)
     assert own and int(own[1]) > 0 and 0 < float(own[2]) <= float(own[3]), done.stdout
