@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from bench import usage
 from bench.load import Plan, percentile, run
 
 OCPP_PORT = 9300
@@ -86,7 +87,7 @@ def main() -> None:
         duration=args.duration,
         rate=args.rate,
         ramp=args.stations / 500,
-        warmup=10,
+        warmup=args.warmup,
         window=0,
         hold=0,
         meter_values=4,
@@ -94,7 +95,7 @@ def main() -> None:
         timeout=30,
         prefix="",
     )
-    figures: dict[str, tuple[float, float]] = {}
+    figures: dict[str, tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="csms-compare-") as folder:
         work = Path(folder)
         for name, command in _targets(args, work).items():
@@ -103,18 +104,22 @@ def main() -> None:
             print(f"== {name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
             with _running(command, OCPP_PORT, work / f"{name}.log"):
                 run_plan = Plan(**{**plan.__dict__, "prefix": f"C{os.getpid()}{name[0]}"})
+                # Timed before each load: the ratios mean little if the machine's speed
+                # changed between the targets.
+                loop_us = usage.loop_microseconds()
                 totals = run(run_plan, [])
             state = totals.window_latencies.get("state", [])
-            figures[name] = (len(state) / plan.duration, percentile(state, 0.99))
-    print(f"{'target':<8} {'state-changing msg/s':>21} {'p99':>10}")
-    for name, (rate, p99) in figures.items():
-        print(f"{name:<8} {rate:>21.0f} {p99 * 1000:>8.1f} ms")
+            figures[name] = (len(state) / plan.duration, percentile(state, 0.99), loop_us)
+    print(f"{'target':<8} {'state-changing msg/s':>21} {'p99':>10} {'machine speed':>15}")
+    for name, (rate, p99, loop_us) in figures.items():
+        print(f"{name:<8} {rate:>21.0f} {p99 * 1000:>8.1f} ms {loop_us:>12.1f} us")
+    print("(machine speed: sum(range(1000)) timed before each load; only like speeds compare)")
     for ours, reference, floor in (
         ("csms", "memory", 0.67),
         ("csms", "bare", 0.8),
         ("store", "memory", 0.67),  # durable storage alone, the views fed elsewhere
     ):
-        if ours in figures and figures.get(reference, (0.0, 0.0))[0]:
+        if ours in figures and figures.get(reference, (0.0, 0.0, 0.0))[0]:
             ratio = figures[ours][0] / figures[reference][0]
             verdict = "PASS" if ratio >= floor else "FAIL"
             print(f"  {verdict}  {ours} / {reference} = {ratio:.2f} (>= {floor})")
@@ -126,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stations", type=int, default=1000)
     p.add_argument("--duration", type=float, default=30, help="seconds measured per target")
+    p.add_argument(
+        "--warmup", type=float, default=10, help="seconds before measuring (the boots settle)"
+    )
     p.add_argument("--rate", type=float, default=0, help="msg/s offered (0: unpaced)")
     p.add_argument("--processes", type=int, default=2, help="load processes")
     p.add_argument("--share-201", type=float, default=0.5)
