@@ -1,5 +1,5 @@
 """What a local server uses: the resident memory and CPU time of the processes listening on its
-port, and of theirs; and how busy the machine's cores are."""
+port, and of theirs; how busy the machine's cores are, and how fast they run."""
 
 from __future__ import annotations
 
