@@ -24,7 +24,7 @@ from ocpp.v21 import call_result as result21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call_result as result201
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, offer
 
 DIAGNOSTICS = b"2026-11-25T10:00:00Z boot ok\n2026-11-25T10:05:00Z relay welded? no\n"
 SCHEDULE16 = {
@@ -208,7 +208,7 @@ async def responder(
     }[protocol]
     async with websockets.connect(
         server.ocpp_url(station_id),
-        subprotocols=[protocol],  # type: ignore[list-item]
+        subprotocols=offer(protocol),
     ) as ws:
         station = Responder(client_class(station_id, ws, response_timeout=15), behaviour)
         station.install(answers, results)

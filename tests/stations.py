@@ -22,7 +22,7 @@ from ocpp.v21 import call as call21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call as call201
 
-from tests.support import ServerProcess
+from tests.support import ServerProcess, offer
 
 VERSIONS = ("ocpp1.6", "ocpp2.0.1", "ocpp2.1")
 
@@ -291,7 +291,7 @@ async def connect(server: ServerProcess, station_id: str, protocol: str) -> Asyn
     """A station of that protocol version connected to the server, with its client running."""
     async with websockets.connect(
         server.ocpp_url(station_id),
-        subprotocols=[protocol],  # type: ignore[list-item]
+        subprotocols=offer(protocol),
     ) as ws:
         client = _CLIENTS[protocol](station_id, ws, response_timeout=15)
         task = asyncio.create_task(client.start())

@@ -19,10 +19,16 @@ import httpx
 import psycopg
 import websockets
 from ocpp.v16 import ChargePoint as ChargePoint16
+from websockets.typing import Subprotocol
 
 from domain.ids import station_uuid
 
 T = TypeVar("T")
+
+
+def offer(*names: str) -> list[Subprotocol]:
+    """The WebSocket subprotocols a client offers, typed as websockets wants them."""
+    return [Subprotocol(name) for name in names]
 
 
 def free_port() -> int:
@@ -172,7 +178,7 @@ async def station16(
     """A real OCPP 1.6J charge point (the `ocpp` package) connected to the server (at `url`, if
     given: with credentials, say)."""
     url = url or server.ocpp_url(station_id)
-    async with websockets.connect(url, subprotocols=["ocpp1.6"]) as ws:
+    async with websockets.connect(url, subprotocols=offer("ocpp1.6")) as ws:
         charge_point = ChargePoint16(station_id, ws, response_timeout=15)
         task = asyncio.create_task(charge_point.start())
         try:

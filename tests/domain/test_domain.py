@@ -50,7 +50,7 @@ def test_a_stop_sent_twice_stops_once(app: CSMS) -> None:
     key = app.execute(start()).transaction_key
     stop = cmd.StopTransaction("CP", key, T0 + timedelta(hours=1), 6000, "Local", None, [], T0)
     assert app.execute(stop) and app.execute(stop)
-    transaction = app.repository.get(transaction_uuid("CP", key))
+    transaction: object = app.repository.get(transaction_uuid("CP", key))
     assert isinstance(transaction, Transaction)
     assert [type(e).__name__ for e in app.events.get(transaction.id)] == ["Started", "Stopped"]
     assert transaction.energy_wh == 5000
@@ -62,7 +62,8 @@ def test_a_stopped_transaction_leaves_memory_and_is_read_back_when_asked_for() -
     assert cache is not None
     key = app.execute(start()).transaction_key
     transaction_id = transaction_uuid("CP", key)
-    assert cache.get(transaction_id).is_active
+    cached = cache.get(transaction_id)
+    assert isinstance(cached, Transaction) and cached.is_active
     with pytest.raises(KeyError):  # only a resent start asks for what it recorded
         cache.get(transaction_start_uuid("CP", "f1"))
     assert app.execute(start()).transaction_key == key  # resent: the same transaction
@@ -81,7 +82,8 @@ def test_resent_meter_values_add_nothing(app: CSMS) -> None:
     key = app.execute(start()).transaction_key
     values = cmd.RecordMeterValues("CP", 1, 1, key, [reading(5, "1.5", "kWh")], T0)
     assert app.execute(values) and app.execute(values)
-    transaction = app.repository.get(transaction_uuid("CP", key))
+    transaction: object = app.repository.get(transaction_uuid("CP", key))
+    assert isinstance(transaction, Transaction)
     assert [type(e).__name__ for e in app.events.get(transaction.id)] == [
         "Started",
         "MeterValuesAdded",
@@ -100,7 +102,7 @@ def test_a_replaced_connection_closing_does_not_take_the_station_offline(app: CS
     app.execute(cmd.ConnectStation("CP", "c1", "ocpp1.6", "n", None, T0))
     app.execute(cmd.ConnectStation("CP", "c2", "ocpp1.6", "n", None, T0))
     app.execute(cmd.DisconnectStation("CP", "c1", "replaced", T0))
-    station = app.repository.get(station_uuid("CP"))
+    station: object = app.repository.get(station_uuid("CP"))
     assert isinstance(station, ChargingStation)
     assert station.connected and station.connection_id == "c2"
     app.execute(cmd.DisconnectStation("CP", "c2", "closed", T0))
@@ -121,6 +123,7 @@ def test_events_keep_both_timelines(app: CSMS) -> None:
         cmd.ChangeConnectorStatus("CP", 1, 1, "Faulted", "GroundFailure", None, "E7", T0, received)
     )
     changed = list(app.events.get(station_uuid("CP")))[-1]
+    assert isinstance(changed, ChargingStation.ConnectorStatusChanged)
     assert changed.station_time == T0 and changed.timestamp == received
 
 

@@ -80,7 +80,7 @@ def session(updates: int, offline: bool = False) -> list[cmd.RecordTransactionEv
 
 
 def state(app: CSMS) -> dict[str, Any]:
-    transaction = app.repository.get(transaction_uuid("CS", "TX"))
+    transaction: object = app.repository.get(transaction_uuid("CS", "TX"))
     assert isinstance(transaction, Transaction)
     return {
         name: getattr(transaction, name)
@@ -142,7 +142,8 @@ def test_an_ended_transaction_stays_in_memory_only_while_an_event_is_missing() -
     app = deliver([e for e in events if e.seq_no != 2], cached=True)
     assert app.repository.cache is not None
     transaction_id = transaction_uuid("CS", "TX")
-    assert app.repository.cache.get(transaction_id).missing_seq_nos == [2]
+    cached = app.repository.cache.get(transaction_id)
+    assert isinstance(cached, Transaction) and cached.missing_seq_nos == [2]
     app.execute(events[2])
     with pytest.raises(KeyError):  # settled: the store keeps it
         app.repository.cache.get(transaction_id)

@@ -10,7 +10,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.support import ServerProcess, eventually, stored_events
+from tests.support import ServerProcess, eventually, offer, stored_events
 
 
 async def exchange(ws: Any, frame: str) -> list[Any]:
@@ -24,7 +24,9 @@ def call(action: str, payload: dict[str, Any], message_id: str = "m1") -> str:
 
 @pytest.fixture
 async def raw16(shared_server: ServerProcess) -> Any:
-    async with websockets.connect(shared_server.ocpp_url("CP-RAW"), subprotocols=["ocpp1.6"]) as ws:
+    async with websockets.connect(
+        shared_server.ocpp_url("CP-RAW"), subprotocols=offer("ocpp1.6")
+    ) as ws:
         yield ws
 
 
@@ -53,7 +55,7 @@ async def test_malformed_frames_get_a_call_error_and_the_connection_lives(
     code2x: str,
 ) -> None:
     url = shared_server.ocpp_url(f"CS-RAW-{protocol}")
-    async with websockets.connect(url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(url, subprotocols=offer(protocol)) as ws:
         reply = await exchange(ws, frame)
         assert reply[:3] == [4, message_id, code16 if protocol == "ocpp1.6" else code2x]
         assert isinstance(reply[3], str) and reply[3] and reply[4] == {}
@@ -139,7 +141,7 @@ async def test_2x_calls_the_csms_cannot_accept_get_the_spec_error_code(
     shared_server: ServerProcess, protocol: str, action: str, payload: dict[str, Any], code: str
 ) -> None:
     url = shared_server.ocpp_url(f"CS-BAD-{protocol}")
-    async with websockets.connect(url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(url, subprotocols=offer(protocol)) as ws:
         reply = await exchange(ws, call(action, payload, "bad"))
     assert reply[:3] == [4, "bad", code]
     assert reply[3]
@@ -149,14 +151,16 @@ async def test_a_frame_over_the_limit_closes_that_connection_only(
     shared_server: ServerProcess,
 ) -> None:
     async with websockets.connect(
-        shared_server.ocpp_url("CP-BIG"), subprotocols=["ocpp1.6"], max_size=None
+        shared_server.ocpp_url("CP-BIG"), subprotocols=offer("ocpp1.6"), max_size=None
     ) as ws:
         big = call("DataTransfer", {"vendorId": "v", "data": "x" * (2 << 20)})
         with pytest.raises(ConnectionClosed) as closed:
             await ws.send(big)
             await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-    async with websockets.connect(shared_server.ocpp_url("CP-BIG"), subprotocols=["ocpp1.6"]) as ws:
+    async with websockets.connect(
+        shared_server.ocpp_url("CP-BIG"), subprotocols=offer("ocpp1.6")
+    ) as ws:
         assert (await exchange(ws, call("Heartbeat", {})))[0] == 3
 
 
@@ -165,7 +169,7 @@ async def test_a_connection_without_an_ocpp_subprotocol_is_closed(
 ) -> None:
     for offered in ([], ["chat"]):
         async with websockets.connect(
-            shared_server.ocpp_url("CP-NOPROTO"), subprotocols=offered or None
+            shared_server.ocpp_url("CP-NOPROTO"), subprotocols=offer(*offered) or None
         ) as ws:
             with pytest.raises(ConnectionClosed) as closed:
                 await ws.recv()
@@ -175,16 +179,18 @@ async def test_a_connection_without_an_ocpp_subprotocol_is_closed(
 async def test_a_path_without_a_valid_identity_is_refused(shared_server: ServerProcess) -> None:
     for path in ("", "a:b", "x" * 49):
         with pytest.raises(InvalidStatus) as refused:
-            async with websockets.connect(shared_server.ocpp_url(path), subprotocols=["ocpp1.6"]):
+            async with websockets.connect(
+                shared_server.ocpp_url(path), subprotocols=offer("ocpp1.6")
+            ):
                 pass
         assert refused.value.response.status_code == 404
 
 
 async def test_a_second_connection_replaces_the_first(shared_server: ServerProcess) -> None:
     url = shared_server.ocpp_url("CP-TWICE")
-    async with websockets.connect(url, subprotocols=["ocpp1.6"]) as first:
+    async with websockets.connect(url, subprotocols=offer("ocpp1.6")) as first:
         await exchange(first, call("Heartbeat", {}))
-        async with websockets.connect(url, subprotocols=["ocpp1.6"]) as second:
+        async with websockets.connect(url, subprotocols=offer("ocpp1.6")) as second:
             with pytest.raises(ConnectionClosed) as closed:
                 await first.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000

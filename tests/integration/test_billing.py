@@ -132,7 +132,7 @@ async def test_sessions_are_priced_by_the_tariff_in_force_when_they_started(
     [fast] = await session_of(server, "CS-FAST")
     assert (fast["tariffName"], Decimal(fast["energyKwh"]), fast["energyCost"]) == (
         "Fast",
-        40,
+        Decimal(40),
         "23.60",
     )
     assert (fast["currency"], fast["total"]) == ("EUR", "28.08")

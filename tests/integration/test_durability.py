@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 from ocpp.v16 import call
@@ -72,6 +73,7 @@ async def test_two_servers_on_one_database_hand_out_unique_transaction_ids(
     assert len(set(ids)) == len(ids)
     for server in servers:  # each node reads the same projections, whichever node ran them
         data = await eventually(
-            lambda s=server: graphql(s, TRANSACTIONS), lambda d: len(d["transactions"]) == len(ids)
+            functools.partial(graphql, server, TRANSACTIONS),
+            lambda d: len(d["transactions"]) == len(ids),
         )
         assert {int(t["transactionId"]) for t in data["transactions"]} == set(ids)

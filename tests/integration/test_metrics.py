@@ -16,7 +16,7 @@ from ocpp.v16 import call
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import InvalidStatus
 
-from tests.support import ServerProcess, eventually, station16
+from tests.support import ServerProcess, eventually, offer, station16
 
 # Stations held open: the kernel spreads them over both workers (all on one: 2 in 65,536).
 HELD = 16
@@ -66,13 +66,13 @@ async def test_every_worker_s_requests_are_counted_whichever_answers_the_scrape(
             assert _value(samples, "csms_writer_commands_total") >= 2 * HELD  # connect, boot
 
         # An action no version has is counted under one name, however many a station invents.
-        async with websockets.connect(server.ocpp_url("CP-X"), subprotocols=["ocpp1.6"]) as ws:
+        async with websockets.connect(server.ocpp_url("CP-X"), subprotocols=offer("ocpp1.6")) as ws:
             await ws.send(json.dumps([2, "x1", "NoSuchAction", {}]))
             assert json.loads(await ws.recv())[2] == "NotImplemented"
             await ws.send("not JSON")
             assert json.loads(await ws.recv())[2] == "FormationViolation"
         with contextlib.suppress(InvalidStatus):
-            async with websockets.connect(server.ocpp_url(""), subprotocols=["ocpp1.6"]):
+            async with websockets.connect(server.ocpp_url(""), subprotocols=offer("ocpp1.6")):
                 pass
         samples = await _scrape(server)
         unknown = {"version": "1.6", "action": "unknown", "outcome": "refused"}

@@ -13,7 +13,7 @@ import websockets
 from ocpp.messages import get_validator
 
 from domain.ids import station_uuid
-from tests.support import ServerProcess, eventually, graphql
+from tests.support import ServerProcess, eventually, graphql, offer
 
 T = "2026-11-24T10:00:00Z"
 VERSIONS_2X = ("ocpp2.0.1", "ocpp2.1")
@@ -165,7 +165,7 @@ class RawStation:
 
 
 def raw(server: ServerProcess, station_id: str, protocol: str) -> Any:
-    return websockets.connect(server.ocpp_url(station_id), subprotocols=[protocol])  # type: ignore[list-item]
+    return websockets.connect(server.ocpp_url(station_id), subprotocols=offer(protocol))
 
 
 async def stored_names(database_url: str, station_id: str) -> set[str]:
@@ -397,7 +397,7 @@ async def test_the_newest_protocol_both_sides_speak_wins(shared_server: ServerPr
     ):
         async with websockets.connect(
             shared_server.ocpp_url("CS-NEGOTIATE"),
-            subprotocols=offered,  # type: ignore[arg-type]
+            subprotocols=offer(*offered),
         ) as ws:
             assert ws.subprotocol == chosen
 

@@ -300,7 +300,9 @@ def test_a_staging_table_is_truncated_once_enough_rows_passed_through_it(databas
                 runner.view.record_with(Tracking("CSMS", position), written)
             with runner.view.datastore.transaction(commit=False) as cursor:
                 cursor.execute("SELECT pg_relation_size('staged_transactions') AS size")
-                sizes.append(cursor.fetchone()["size"])
+                row = cursor.fetchone()
+                assert row is not None
+                sizes.append(row["size"])
     assert sizes[0] > 0 and sizes[1] > sizes[0], sizes  # dead rows, kept for now
     assert sizes[2] == 0 and sizes[3] > 0, sizes  # truncated once past the mark, then anew
     with psycopg.connect(database_url) as conn:

@@ -16,7 +16,7 @@ import websockets
 from ocpp.v16 import call
 
 from tests.responders import DIAGNOSTICS, responder
-from tests.support import ServerProcess, eventually, graphql, graphql_response, stored_events
+from tests.support import ServerProcess, eventually, graphql, graphql_response, offer, stored_events
 
 RESULT = "{ id state status accepted response failure detail action requestedBy }"
 PROTOCOLS = ("ocpp1.6", "ocpp2.0.1")
@@ -419,7 +419,7 @@ def _bearer(server: ServerProcess, role: str) -> dict[str, str]:
 
 async def _ws_messages(server: ServerProcess, query: str, received: list[Any]) -> None:
     url = server.http_url().replace("http://", "ws://")
-    async with websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(url, subprotocols=offer("graphql-transport-ws")) as ws:
         token = server.token("operator")
         await ws.send(
             json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}})

@@ -25,6 +25,7 @@ from tests.support import (
     eventually,
     graphql,
     graphql_response,
+    offer,
     station16,
     stored_events,
 )
@@ -56,7 +57,7 @@ def url_with(server: ServerProcess, station_id: str, user: str, password: str) -
 
 async def refusal(url: str, protocol: str = "ocpp1.6") -> Any:
     with pytest.raises(InvalidStatus) as refused:
-        await websockets.connect(url, subprotocols=[protocol])  # type: ignore[list-item]
+        await websockets.connect(url, subprotocols=offer(protocol))
     return refused.value.response
 
 
@@ -98,7 +99,7 @@ async def test_a_new_password_replaces_the_old_at_once(shared_server: ServerProc
     old = station_cli(server, "add", "CP-NEW-PW").splitlines()[-1]
     new = "a-password-of-my-own"
     async with websockets.connect(
-        url_with(server, "CP-NEW-PW", "CP-NEW-PW", old), subprotocols=["ocpp1.6"]
+        url_with(server, "CP-NEW-PW", "CP-NEW-PW", old), subprotocols=offer("ocpp1.6")
     ) as connected:
         said = station_cli(server, "password", "CP-NEW-PW", "--password-stdin", stdin=new + "\n")
         assert new not in said
@@ -213,7 +214,7 @@ async def test_a_change_made_while_a_node_was_not_listening_still_counts(
         try:
             async with websockets.connect(
                 shared_server.ocpp_url("CP-MISSED"),
-                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                subprotocols=offer("ocpp1.6"),
             ):
                 return 101
         except InvalidStatus as refused:

@@ -17,7 +17,7 @@ from websockets.exceptions import InvalidStatus
 from adapters.tls import TlsError, server_context
 from bench.sim import Station, Tally
 from tests.integration.test_station_auth import station_cli
-from tests.support import ServerProcess
+from tests.support import ServerProcess, offer
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def wss(server: ServerProcess, station_id: str, password: str | None = None) -> 
 
 
 async def heartbeat(url: str, tls: ssl.SSLContext) -> str:
-    async with websockets.connect(url, ssl=tls, subprotocols=["ocpp2.0.1"]) as ws:  # type: ignore[list-item]
+    async with websockets.connect(url, ssl=tls, subprotocols=offer("ocpp2.0.1")) as ws:
         await ws.send('[2, "h1", "Heartbeat", {}]')
         return str(await ws.recv())
 
@@ -80,7 +80,7 @@ async def test_profile_2_a_password_over_tls(
     async with websockets.connect(
         wss(server, "CP-TLS-2", password),
         ssl=tls,
-        subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+        subprotocols=offer("ocpp2.0.1"),
     ) as ws:
         await ws.send(vendor_data)
         assert json.loads(await ws.recv())[:2] == [3, "d1"]

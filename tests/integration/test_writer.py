@@ -11,6 +11,7 @@ from adapters.postgres import open_store
 from adapters.writer import CommandWriter, Gathering, Traffic
 from domain.commands import ChangeConnectorStatus
 from domain.ids import station_uuid
+from domain.station import ChargingStation
 
 
 def _status(station_id: str, status: str) -> ChangeConnectorStatus:
@@ -40,8 +41,13 @@ async def test_a_busy_writer_commits_commands_that_came_close_together_at_once(
     names = [event.topic.rpartition(".")[2] for event in stored]
     # Both commands' events are stored either way, in the order they came.
     assert names == ["Registered", "ConnectorStatusChanged", "ConnectorStatusChanged"]
-    states = [app.mapper.to_domain_event(event) for event in stored[1:]]
-    assert [event.status for event in states] == ["Available", "Occupied"]
+    changes = [app.mapper.to_domain_event(event) for event in stored[1:]]
+    statuses = [
+        change.status
+        for change in changes
+        if isinstance(change, ChargingStation.ConnectorStatusChanged)
+    ]
+    assert statuses == ["Available", "Occupied"]
     app.close()
 
 
@@ -67,6 +73,6 @@ def test_the_traffic_is_counted_over_whole_seconds() -> None:
     traffic.count(["CP-1", "CP-2", "CP-1"], 1000.5)
     assert (traffic.per_second, traffic.senders) == (0.0, 0)  # not a whole second yet
     traffic.count(["CP-3"], 1001.0)
-    assert (traffic.per_second, traffic.senders) == (pytest.approx(4.0), 3)
+    assert traffic.per_second == pytest.approx(4.0) and traffic.senders == 3
     traffic.count(["CP-1", None], 1003.0)
-    assert (traffic.per_second, traffic.senders) == (pytest.approx(1.0), 2)
+    assert traffic.per_second == pytest.approx(1.0) and traffic.senders == 2
