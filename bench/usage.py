@@ -100,11 +100,14 @@ def interpreters(server: set[str]) -> str:
 
 
 def loop_microseconds() -> float:
-    """How long this interpreter takes for `sum(range(1000))`, the best of five rounds: the
-    loop `python -m timeit` times. This machine's speed varies from hour to hour by more than
-    most changes do, so a figure is comparable only with those taken at a like speed."""
-    rounds = timeit.repeat("sum(range(1000))", number=2000, repeat=5)
-    return min(rounds) / 2000 * 1e6
+    """How long this interpreter takes for `sum(range(1000))`, as `python -m timeit` measures
+    it: the best of five rounds of at least 0.2 s each (about 1.5 s in all). Shorter rounds
+    read up to four times slower on this machine in the same minute, idle: its cores' speed
+    varies from moment to moment, and from hour to hour by more than most changes do, so a
+    figure is comparable only with those taken at a like speed."""
+    timer = timeit.Timer("sum(range(1000))")
+    number, _ = timer.autorange()
+    return min(timer.repeat(repeat=5, number=number)) / number * 1e6
 
 
 def machine_speed(microseconds: float) -> str:
