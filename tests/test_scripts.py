@@ -13,7 +13,7 @@ _INTERPRETER = """#!/usr/bin/env bash
 case "$2" in
     *version_info*) exit {exit_code} ;;
     *realpath*) echo {executable} ;;
-    *timeit*) echo {loop_ns} ;;
+    *loop_microseconds*) echo {loop_ns} ;;
 esac
 """
 
